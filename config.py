@@ -1,0 +1,118 @@
+"""Every option of main.py, with the PyTorch reference's names and defaults."""
+import argparse
+import sys
+
+import paddle
+
+
+def str2bool(value):
+    if isinstance(value, bool):
+        return value
+    if value.lower() in ("true", "t", "yes", "y", "1"):
+        return True
+    if value.lower() in ("false", "f", "no", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got '{value}'")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Refuses bad options with one line instead of the full usage text."""
+
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        sys.exit(2)
+
+
+parser = OneLineParser(description="Recurrent Attention Model (Mnih et al., 2014) in PaddlePaddle.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def add(group, name, type, default, help):
+    if type is str2bool:  # `--resume` alone means True; `--resume=False` and `--resume False` work too
+        group.add_argument(name, type=str2bool, default=default, nargs="?", const=True,
+                           metavar="BOOL", help=help)
+    else:
+        group.add_argument(name, type=type, default=default, help=help)
+
+
+glimpse = parser.add_argument_group("glimpse network")
+add(glimpse, "--patch_size", int, 8, "side g of the smallest (sharpest) patch, in pixels")
+add(glimpse, "--glimpse_scale", int, 1, "each patch is this many times wider than the previous one")
+add(glimpse, "--num_patches", int, 1, "patches per glimpse, k")
+add(glimpse, "--loc_hidden", int, 128, "width of the location layer (fc2)")
+add(glimpse, "--glimpse_hidden", int, 128, "width of the patch layer (fc1)")
+
+core = parser.add_argument_group("core network")
+add(core, "--num_glimpses", int, 6, "glimpses per image, T")
+add(core, "--hidden_size", int, 256, "width of the recurrent state h_t")
+
+reinforce = parser.add_argument_group("reinforce")
+add(reinforce, "--std", float, 0.05, "standard deviation of the location policy")
+add(reinforce, "--M", int, 10, "Monte-Carlo repeats per image at validation and test")
+
+data = parser.add_argument_group("data")
+add(data, "--valid_size", float, 0.1, "fraction of the training images held out for validation")
+add(data, "--batch_size", int, 128, "images per batch")
+add(data, "--num_workers", int, 0, "DataLoader worker processes (0: load in the main process)")
+add(data, "--shuffle", str2bool, True, "shuffle the training images every epoch")
+add(data, "--train_subset", int, 0, "use only the first N training images, for smoke runs (0: all)")
+
+training = parser.add_argument_group("training")
+add(training, "--is_train", str2bool, True, "train; False evaluates a checkpoint on the test set")
+add(training, "--epochs", int, 200, "epochs to train (a resumed run stops at the same total)")
+add(training, "--init_lr", float, 3e-4, "Adam's initial learning rate")
+add(training, "--lr_factor", float, 0.1, "factor of a learning-rate drop on a validation plateau")
+add(training, "--lr_patience", int, 20, "epochs without validation gain before the rate drops")
+add(training, "--train_patience", int, 50, "epochs without validation gain before training stops")
+
+misc = parser.add_argument_group("misc")
+add(misc, "--use_gpu", str2bool, paddle.device.is_compiled_with_cuda(),
+    "run on a GPU (default: True when Paddle was built with CUDA)")
+add(misc, "--best", str2bool, True, "load the best checkpoint (False: the last one)")
+add(misc, "--random_seed", int, 1, "seed of the weights, the split, the data order and the policy")
+add(misc, "--data_dir", str, "data/MNIST", "folder of the four MNIST IDX files")
+add(misc, "--ckpt_dir", str, "./ckpt", "folder of the checkpoints")
+add(misc, "--logs_dir", str, "./logs", "folder of the epoch logs, test results and VisualDL scalars")
+add(misc, "--plot_dir", str, "./plots", "folder of the glimpse plots")
+add(misc, "--resume", str2bool, False, "continue training from a checkpoint (see --best)")
+add(misc, "--print_freq", int, 10, "refresh the progress bar's figures every N batches")
+add(misc, "--plot_freq", int, 1, "save the glimpses of the first validation batch every N epochs")
+
+
+def check(config):
+    """The first reason the options cannot work, or None."""
+    positive = ["patch_size", "glimpse_scale", "num_patches", "loc_hidden", "glimpse_hidden",
+                "num_glimpses", "hidden_size", "M", "batch_size", "epochs", "print_freq", "plot_freq"]
+    for name in positive:
+        if getattr(config, name) < 1:
+            return f"--{name} must be at least 1, got {getattr(config, name)}"
+    if config.hidden_size < 2:
+        return "--hidden_size must be at least 2 (the location network is half as wide)"
+    if not config.std > 0:
+        return f"--std must be positive, got {config.std}"
+    if not 0 <= config.valid_size < 1:
+        return f"--valid_size must be in [0, 1), got {config.valid_size}"
+    if not config.init_lr > 0:
+        return f"--init_lr must be positive, got {config.init_lr}"
+    if not 0 < config.lr_factor < 1:
+        return f"--lr_factor must be in (0, 1), got {config.lr_factor}"
+    for name in ["num_workers", "lr_patience", "train_patience", "train_subset"]:
+        if getattr(config, name) < 0:
+            return f"--{name} must not be negative, got {getattr(config, name)}"
+    if config.use_gpu and not paddle.device.is_compiled_with_cuda():
+        return ("--use_gpu=True but this Paddle has no CUDA: install paddlepaddle-gpu "
+                "(see README) or pass --use_gpu=False")
+    return None
+
+
+def get_config(argv=None):
+    """Parse and check the options; a bad one exits with a one-line reason."""
+    config = parser.parse_args(argv)
+    reason = check(config)
+    if reason:
+        parser.error(reason)
+    return config
+
+
+def model_name(config):
+    return f"ram_{config.num_glimpses}_{config.patch_size}x{config.patch_size}_{config.glimpse_scale}"

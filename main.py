@@ -1,0 +1,33 @@
+"""Train or evaluate the Recurrent Attention Model: python main.py --help."""
+import sys
+import warnings
+
+warnings.filterwarnings("ignore", message="No ccache found")  # Paddle's import noise, irrelevant here
+import paddle  # noqa: E402
+
+from config import get_config  # noqa: E402
+from data_loader import DataError, get_test_loader, get_train_valid_loaders  # noqa: E402
+from trainer import CheckpointError, Trainer  # noqa: E402
+
+
+def main(config):
+    paddle.set_device("gpu" if config.use_gpu else "cpu")
+    paddle.seed(config.random_seed)
+    try:
+        # Adam's state is saved under Paddle's generated names (linear_0.w_0_moment1_0, ...):
+        # a fresh name generator makes them the same in every run, even several in one process.
+        with paddle.utils.unique_name.guard():
+            if config.is_train:
+                loaders = get_train_valid_loaders(
+                    config.data_dir, config.batch_size, config.random_seed, config.valid_size,
+                    config.shuffle, config.num_workers, config.train_subset)
+                Trainer(config).train(*loaders)
+            else:
+                Trainer(config).test(get_test_loader(config.data_dir, config.batch_size,
+                                                     config.num_workers))
+    except (DataError, CheckpointError) as err:
+        sys.exit(f"[!] {err}")
+
+
+if __name__ == "__main__":
+    main(get_config())

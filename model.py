@@ -1,0 +1,51 @@
+"""RecurrentAttention: the whole model, one episode of glimpses per forward."""
+import paddle
+import paddle.nn as nn
+
+from modules import ActionNetwork, BaselineNetwork, CoreNetwork, GlimpseNetwork, LocationNetwork
+
+
+class RecurrentAttention(nn.Layer):
+    """Recurrent Attention Model (Mnih et al., 2014).
+
+    For t = 1..T: look at l_{t-1} (g_t), update the state (h_t), choose the next
+    location (l_t, log_pi_t) and predict the reward (b_t). After T glimpses,
+    classify from h_T. l_0 is uniform in [-1, 1]^2 and h_0 is zeros.
+
+    Parameter names follow the PyTorch reference (sensor.fc1..fc4, rnn.i2h,
+    rnn.h2h, locator.fc, locator.fc_lt, classifier.fc, baseliner.fc) so that
+    weights map one to one.
+
+    Input: x (B, C, H, W).
+    Output: log_probas (B, num_classes), log_pi (B, T), baselines (B, T) and
+    locations (B, T, 2), the place of each glimpse (l_0 .. l_{T-1}).
+    """
+
+    def __init__(self, patch_size, num_patches, glimpse_scale, channels, loc_hidden,
+                 glimpse_hidden, std, hidden_size, num_classes, num_glimpses):
+        super().__init__()
+        self.num_glimpses = num_glimpses
+        self.hidden_size = hidden_size
+        self.sensor = GlimpseNetwork(glimpse_hidden, loc_hidden, patch_size, num_patches,
+                                     glimpse_scale, channels)
+        self.rnn = CoreNetwork(glimpse_hidden + loc_hidden, hidden_size)
+        self.locator = LocationNetwork(hidden_size, std)
+        self.classifier = ActionNetwork(hidden_size, num_classes)
+        self.baseliner = BaselineNetwork(hidden_size)
+
+    def forward(self, x):
+        batch_size = x.shape[0]
+        h_t = paddle.zeros([batch_size, self.hidden_size], dtype=x.dtype)
+        l_t = paddle.uniform([batch_size, 2], dtype=x.dtype, min=-1.0, max=1.0)
+        locations, log_pi, baselines = [], [], []
+        for _ in range(self.num_glimpses):
+            locations.append(l_t)
+            h_t = self.rnn(self.sensor(x, l_t), h_t)
+            # The location chosen after the last glimpse is never looked at, but
+            # its log_pi still enters the loss, as in the PyTorch reference.
+            l_t, log_pi_t = self.locator(h_t)
+            log_pi.append(log_pi_t)
+            baselines.append(self.baseliner(h_t))
+        log_probas = self.classifier(h_t)
+        return (log_probas, paddle.stack(log_pi, axis=1), paddle.stack(baselines, axis=1),
+                paddle.stack(locations, axis=1))

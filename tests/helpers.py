@@ -1,0 +1,38 @@
+"""Synthetic IDX files and tiny configs for the tests."""
+import gzip
+import os
+
+import numpy as np
+
+from config import get_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MNIST_DIR = os.path.join(ROOT, "data", "MNIST")
+
+
+def write_idx(path, array, magic):
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def write_fake_mnist(folder, num_train=200, num_test=50, seed=0):
+    """Four gzipped IDX files of random 28x28 digits, like MNIST's."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    for split, n in (("train", num_train), ("t10k", num_test)):
+        write_idx(os.path.join(folder, f"{split}-images-idx3-ubyte.gz"),
+                  rng.integers(0, 256, size=(n, 28, 28)), 2051)
+        write_idx(os.path.join(folder, f"{split}-labels-idx1-ubyte.gz"),
+                  rng.integers(0, 10, size=n), 2049)
+    return folder
+
+
+def tiny_config(tmp_path, *extra):
+    """A small, fast model writing everything under tmp_path."""
+    return get_config([
+        "--num_glimpses", "3", "--patch_size", "4", "--num_patches", "2", "--glimpse_scale", "2",
+        "--glimpse_hidden", "16", "--loc_hidden", "16", "--hidden_size", "32", "--batch_size", "32",
+        "--M", "2", "--use_gpu=False", "--data_dir", MNIST_DIR, "--train_subset", "320",
+        "--valid_size", "0.2", "--ckpt_dir", str(tmp_path / "ckpt"),
+        "--logs_dir", str(tmp_path / "logs"), "--plot_dir", str(tmp_path / "plots"), *extra])

@@ -1,0 +1,47 @@
+"""Options: defaults, boolean spellings and one-line refusals."""
+import pytest
+
+from config import get_config, model_name
+
+
+def test_defaults_are_the_references():
+    config = get_config(["--use_gpu=False"])
+    assert (config.patch_size, config.glimpse_scale, config.num_patches, config.num_glimpses) == (8, 1, 1, 6)
+    assert (config.loc_hidden, config.glimpse_hidden, config.hidden_size) == (128, 128, 256)
+    assert (config.std, config.M, config.valid_size, config.batch_size) == (0.05, 10, 0.1, 128)
+    assert (config.epochs, config.init_lr, config.lr_patience, config.train_patience) == (200, 3e-4, 20, 50)
+    assert (config.is_train, config.resume, config.best, config.shuffle) == (True, False, True, True)
+    assert config.data_dir == "data/MNIST" and config.random_seed == 1 and config.train_subset == 0
+    assert model_name(config) == "ram_6_8x8_1"
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["--is_train=False"], False), (["--is_train", "false"], False), (["--is_train", "True"], True),
+    (["--is_train"], True), (["--is_train=0"], False),
+])
+def test_booleans(argv, expected):
+    assert get_config(argv + ["--use_gpu=False"]).is_train is expected
+
+
+@pytest.mark.parametrize("argv,reason", [
+    (["--patch_size", "0"], "--patch_size must be at least 1"),
+    (["--hidden_size", "0"], "--hidden_size must be at least 1"),
+    (["--glimpse_hidden", "-3"], "--glimpse_hidden must be at least 1"),
+    (["--batch_size", "0"], "--batch_size must be at least 1"),
+    (["--num_glimpses", "0"], "--num_glimpses must be at least 1"),
+    (["--num_patches", "0"], "--num_patches must be at least 1"),
+    (["--std", "0"], "--std must be positive"),
+    (["--std", "nan"], "--std must be positive"),
+    (["--M", "0"], "--M must be at least 1"),
+    (["--valid_size", "1"], "--valid_size must be in [0, 1)"),
+    (["--valid_size", "-0.1"], "--valid_size must be in [0, 1)"),
+    (["--unknown", "3"], "unrecognized arguments: --unknown"),
+    (["--is_train", "maybe"], "expected True or False"),
+    (["--patch_size", "eight"], "invalid int value"),
+])
+def test_bad_options_are_refused_in_one_line(argv, reason, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        get_config(argv + ["--use_gpu=False"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert reason in err and err.count("\n") == 1

@@ -1,0 +1,44 @@
+"""The command line, run as a user runs it."""
+import json
+import os
+import subprocess
+import sys
+
+from tests.helpers import MNIST_DIR, ROOT, write_fake_mnist
+
+
+def cli(cwd, *args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "--use_gpu=False", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_train_one_epoch_then_evaluate(tmp_path):
+    train = cli(tmp_path, "--epochs", "1", "--train_subset", "512", "--data_dir", MNIST_DIR)
+    assert train.returncode == 0, train.stderr
+    assert "Epoch 1/1" in train.stderr  # the progress bar
+    assert sorted(os.listdir(tmp_path / "ckpt")) == ["ram_6_8x8_1_ckpt.pdparams",
+                                                     "ram_6_8x8_1_model_best.pdparams"]
+    log = (tmp_path / "logs" / "ram_6_8x8_1.log").read_text().splitlines()
+    assert log[0].startswith("# started") and log[1].startswith("epoch 1 lr 3.000e-04 train_loss")
+    assert (tmp_path / "plots" / "ram_6_8x8_1" / "glimpses_epoch1.npz").exists()
+
+    test = cli(tmp_path, "--is_train=False", "--M", "2", "--data_dir", MNIST_DIR)
+    assert test.returncode == 0, test.stderr
+    result = json.loads((tmp_path / "logs" / "ram_6_8x8_1_test.json").read_text())
+    assert result["total"] == 10000 and result["M"] == 2 and result["epoch"] == 1
+    accuracy = 100 * result["correct"] / 10000
+    assert (f"[*] Test Acc: {result['correct']}/10000 ({accuracy:.2f}% - {100 - accuracy:.2f}%)"
+            in test.stdout)
+
+
+def test_bad_data_and_missing_checkpoint_fail_in_one_line(tmp_path):
+    folder = write_fake_mnist(tmp_path / "mnist")
+    (folder / "train-labels-idx1-ubyte.gz").write_bytes(b"")
+    bad = cli(tmp_path, "--epochs", "1", "--data_dir", str(folder))
+    assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0
+    assert "train-labels-idx1-ubyte.gz: not an IDX file" in bad.stderr
+    assert not (tmp_path / "ckpt").exists()
+
+    missing = cli(tmp_path, "--is_train=False", "--data_dir", str(folder))
+    assert missing.returncode == 1 and missing.stderr.strip().count("\n") == 0
+    assert "no checkpoint at ./ckpt/ram_6_8x8_1_model_best.pdparams" in missing.stderr

@@ -1,0 +1,119 @@
+"""Shapes and maths of the six modules; the retina against a per-image loop."""
+import math
+
+import numpy as np
+import paddle
+import pytest
+
+from modules import (ActionNetwork, BaselineNetwork, CoreNetwork, GlimpseNetwork, LocationNetwork,
+                     Retina, linear)
+
+
+def retina_oracle(images, locations, patch_size, num_patches, glimpse_scale):
+    """The retina written the slow, obvious way: per image and scale, copy the
+    pixels inside the image into a zero patch, then average-pool it to g x g."""
+    B, C, H, W = images.shape
+    phi = []
+    for b in range(B):
+        col = int(0.5 * (float(np.float32(locations[b, 0]) + np.float32(1.0)) * W))
+        row = int(0.5 * (float(np.float32(locations[b, 1]) + np.float32(1.0)) * H))
+        glimpse = []
+        size = patch_size
+        for _ in range(num_patches):
+            patch = np.zeros((C, size, size), np.float32)
+            top, left = row - size // 2, col - size // 2
+            for r in range(size):
+                for c in range(size):
+                    if 0 <= top + r < H and 0 <= left + c < W:
+                        patch[:, r, c] = images[b, :, top + r, left + c]
+            f = size // patch_size
+            pooled = np.zeros((C, patch_size, patch_size), np.float32)
+            for r in range(patch_size):
+                for c in range(patch_size):
+                    pooled[:, r, c] = patch[:, r * f:(r + 1) * f, c * f:(c + 1) * f].mean(axis=(1, 2))
+            glimpse.append(pooled)
+            size *= glimpse_scale
+        phi.append(np.concatenate(glimpse).reshape(-1))
+    return np.stack(phi)
+
+
+def random_locations(rng, batch):
+    """Uniform locations plus corners, edges and places far outside the image."""
+    special = np.array([[-1, -1], [1, 1], [-1, 1], [1, -1], [0, 0], [0.999, -0.999],
+                        [-3.5, 0.2], [0.1, 4.0], [-7, -9], [2.2, 2.2]], np.float32)
+    uniform = rng.uniform(-1.2, 1.2, size=(batch - len(special), 2)).astype(np.float32)
+    return np.concatenate([special, uniform])
+
+
+@pytest.mark.parametrize("num_patches", [1, 2, 3])
+@pytest.mark.parametrize("glimpse_scale", [1, 2])
+@pytest.mark.parametrize("channels,height,width,patch_size", [(1, 28, 28, 8), (3, 13, 17, 5),
+                                                              (1, 21, 21, 3)])
+def test_retina_matches_loop_oracle(num_patches, glimpse_scale, channels, height, width, patch_size):
+    rng = np.random.default_rng(num_patches * 10 + glimpse_scale)
+    images = rng.normal(size=(24, channels, height, width)).astype(np.float32)
+    locations = random_locations(rng, 24)
+    retina = Retina(patch_size, num_patches, glimpse_scale)
+    phi = retina.foveate(paddle.to_tensor(images), paddle.to_tensor(locations)).numpy()
+    expected = retina_oracle(images, locations, patch_size, num_patches, glimpse_scale)
+    assert phi.shape == (24, num_patches * channels * patch_size ** 2)
+    np.testing.assert_allclose(phi, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_retina_centre_pixel_and_zero_padding():
+    images = np.arange(28 * 28, dtype=np.float32).reshape(1, 1, 28, 28) + 1
+    # Centre (row 14, col 14): the 2x2 patch covers rows 13-14, cols 13-14.
+    phi = Retina(2, 1, 1).foveate(paddle.to_tensor(images), paddle.zeros([1, 2])).numpy()
+    np.testing.assert_array_equal(phi[0], [13 * 28 + 14, 13 * 28 + 15, 14 * 28 + 14, 14 * 28 + 15])
+    # l[:, 0] is the column: l = (-1, 0) centres on column 0, row 14, half outside.
+    phi = Retina(2, 1, 1).foveate(paddle.to_tensor(images),
+                                  paddle.to_tensor([[-1.0, 0.0]])).numpy()
+    np.testing.assert_array_equal(phi[0], [0, 13 * 28 + 1, 0, 14 * 28 + 1])
+    far = Retina(4, 2, 2).foveate(paddle.to_tensor(images), paddle.to_tensor([[5.0, -5.0]]))
+    assert not far.numpy().any()
+
+
+def test_linear_init_is_pytorch_like():
+    paddle.seed(0)
+    layer = linear(400, 300)
+    bound = 1 / math.sqrt(400)
+    for param in (layer.weight, layer.bias):
+        values = param.numpy()
+        assert np.abs(values).max() <= bound
+        assert np.abs(values).max() > 0.95 * bound  # spread over the whole range, not Xavier's
+    assert layer.weight.shape == [400, 300]
+
+
+def test_module_shapes():
+    B = 5
+    x = paddle.randn([B, 3, 20, 20])
+    l = paddle.uniform([B, 2], min=-1, max=1)
+    g_t = GlimpseNetwork(32, 16, 4, 2, 2, 3)(x, l)
+    assert g_t.shape == [B, 48]
+    h_t = CoreNetwork(48, 64)(g_t, paddle.zeros([B, 64]))
+    assert h_t.shape == [B, 64]
+    l_t, log_pi = LocationNetwork(64, 0.1)(h_t)
+    assert l_t.shape == [B, 2] and log_pi.shape == [B]
+    assert float(l_t.abs().max()) <= 1.0 and l_t.stop_gradient
+    log_probas = ActionNetwork(64, 7)(h_t)
+    assert log_probas.shape == [B, 7]
+    np.testing.assert_allclose(paddle.exp(log_probas).sum(axis=1).numpy(), 1.0, rtol=1e-5)
+    assert BaselineNetwork(64)(h_t).shape == [B]
+
+
+def test_location_log_pi_is_density_of_unclamped_sample():
+    paddle.seed(3)
+    std = 0.5  # wide enough that many samples fall outside [-1, 1] and get clamped
+    net = LocationNetwork(8, std)
+    h_t = paddle.randn([256, 8])
+    l_t, log_pi = net(h_t)
+    mu = paddle.tanh(net.fc_lt(paddle.nn.functional.relu(net.fc(h_t)))).numpy()
+    # Recover the unclamped sample where no clamp happened and check its density.
+    inside = (np.abs(l_t.numpy()) < 1).all(axis=1)
+    assert 10 < inside.sum() < 256
+    z = (l_t.numpy() - mu) / std
+    density = (-0.5 * z ** 2 - math.log(std) - 0.5 * math.log(2 * math.pi)).sum(axis=1)
+    np.testing.assert_allclose(log_pi.numpy()[inside], density[inside], rtol=1e-4, atol=1e-4)
+    # Where a clamp happened, log_pi is lower than the clamped point's density would give:
+    # the sample lay further from mu than the clamp shows.
+    assert (log_pi.numpy()[~inside] < density[~inside] + 1e-4).all()

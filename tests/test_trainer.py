@@ -1,0 +1,182 @@
+"""The loss, its gradients, learning, evaluation, checkpoints and exact resume."""
+import os
+
+import numpy as np
+import paddle
+import pytest
+
+from config import get_config
+from data_loader import ArrayDataset, get_train_valid_loaders, load_mnist
+from main import main
+from model import RecurrentAttention
+from trainer import CheckpointError, Trainer, build_model, evaluate, ram_loss
+from tests.helpers import MNIST_DIR, tiny_config
+
+
+def test_loss_matches_hand_computation():
+    log_probas = np.log(np.array([[0.7, 0.2, 0.1], [0.3, 0.3, 0.4]], np.float32))
+    log_pi = np.array([[-1.0, 0.5], [2.0, -0.25]], np.float32)
+    baselines = np.array([[0.2, 0.6], [0.9, -0.1]], np.float32)
+    labels = np.array([0, 1])  # first right (argmax 0), second wrong (argmax 2)
+    loss, reward = ram_loss(*map(paddle.to_tensor, (log_probas, log_pi, baselines, labels)))
+    R = np.array([[1.0, 1.0], [0.0, 0.0]])
+    nll = -(np.log(0.7) + np.log(0.3)) / 2
+    mse = ((baselines - R) ** 2).mean()
+    reinforce = (-log_pi * (R - baselines)).sum(axis=1).mean()
+    np.testing.assert_allclose(float(loss), nll + mse + 0.01 * reinforce, rtol=1e-6)
+    np.testing.assert_array_equal(reward.numpy(), [1.0, 0.0])
+
+
+def test_loss_refuses_column_labels():
+    with pytest.raises(ValueError, match=r"\(B,\)"):
+        ram_loss(paddle.zeros([4, 10]), paddle.zeros([4, 2]), paddle.zeros([4, 2]),
+                 paddle.zeros([4, 1], dtype="int64"))
+
+
+def grads_after(loss_part):
+    """Gradients of every parameter after backpropagating one part of the loss."""
+    paddle.seed(0)
+    model = RecurrentAttention(4, 1, 1, 1, 8, 8, 0.1, 16, 10, 3)
+    log_probas, log_pi, baselines, _ = model(paddle.randn([6, 1, 12, 12]))
+    labels = paddle.to_tensor([0, 1, 2, 3, 4, 5])
+    rewards = (log_probas.argmax(axis=1) == labels).astype("float32").unsqueeze(1)
+    parts = {
+        "action": paddle.nn.functional.nll_loss(log_probas, labels),
+        "baseline": paddle.nn.functional.mse_loss(baselines, rewards.expand_as(baselines)),
+        "reinforce": (-log_pi * (rewards - baselines.detach())).sum(axis=1).mean(),
+    }
+    parts[loss_part].backward()
+    return {name: (0.0 if p.grad is None else float(p.grad.abs().sum()))
+            for name, p in model.named_parameters()}
+
+
+def test_classification_loss_does_not_reach_location_network():
+    grads = grads_after("action")
+    assert all(grads[n] == 0 for n in grads if n.startswith(("locator", "baseliner")))
+    assert grads["rnn.h2h.weight"] > 0 and grads["sensor.fc1.weight"] > 0
+
+
+def test_reinforce_reaches_only_the_location_network():
+    grads = grads_after("reinforce")
+    assert grads["locator.fc.weight"] > 0 and grads["locator.fc_lt.weight"] > 0
+    # The sampled locations carry no gradient and h_t is detached: nothing else moves.
+    assert all(grads[n] == 0 for n in grads if not n.startswith("locator"))
+
+
+def test_baseline_loss_reaches_only_the_baseline():
+    grads = grads_after("baseline")
+    assert grads["baseliner.fc.weight"] > 0
+    assert all(grads[n] == 0 for n in grads if not n.startswith("baseliner"))
+
+
+def test_learns_256_real_mnist_images():
+    images, labels = load_mnist(MNIST_DIR, "train")
+    loader = paddle.io.DataLoader(ArrayDataset(images[:256], labels[:256]), batch_size=128)
+    paddle.seed(0)
+    model = build_model(get_config(["--use_gpu=False"]))  # the default model
+    _, acc_before, _, _ = evaluate(model, loader, M=1)
+    assert acc_before < 30
+    optimizer = paddle.optimizer.Adam(2e-3, parameters=model.parameters())
+    x, y = paddle.to_tensor(images[:256]), paddle.to_tensor(labels[:256])
+    order = np.random.default_rng(0)
+    model.train()
+    for _ in range(400):
+        batch = paddle.to_tensor(order.choice(256, 128, replace=False))
+        loss, _ = ram_loss(*model(x[batch])[:3], y[batch])
+        optimizer.clear_grad()
+        loss.backward()
+        optimizer.step()
+    _, acc_after, _, _ = evaluate(model, loader, M=10)
+    assert acc_after >= 80, acc_after
+
+
+class FixedModel:
+    """Stands in for RecurrentAttention: returns preset log-probabilities for a
+    batch of M * B images and records the batch it saw."""
+
+    def __init__(self, log_probas):
+        self.log_probas = log_probas
+
+    def eval(self):
+        pass
+
+    def __call__(self, x):
+        self.seen = x.numpy()
+        n, T = len(x), 2
+        return (paddle.to_tensor(self.log_probas), paddle.zeros([n, T]), paddle.zeros([n, T]),
+                paddle.zeros([n, T, 2]))
+
+
+def test_evaluate_averages_log_probas_over_repeats():
+    # Two images, M = 3: image 0's first path says class 1, but the average says 0.
+    p = np.array([[0.4, 0.6], [0.9, 0.1],    # repeat 0 (image 0, image 1)
+                  [0.9, 0.1], [0.9, 0.1],    # repeat 1
+                  [0.9, 0.1], [0.1, 0.9]],   # repeat 2
+                 np.float32)
+    x = np.arange(2 * 1 * 2 * 2, dtype=np.float32).reshape(2, 1, 2, 2)
+    loader = [(paddle.to_tensor(x), paddle.to_tensor([0, 0]))]
+    model = FixedModel(np.log(p))
+    loss, acc, correct, total = evaluate(model, loader, M=3)
+    np.testing.assert_array_equal(model.seen, np.concatenate([x, x, x]))
+    assert (correct, total, acc) == (2, 2, 100.0)
+    mean_log_p = np.log(p).reshape(3, 2, 2).mean(axis=0)
+    baseline_loss = 1.0  # baselines 0, rewards 1
+    np.testing.assert_allclose(loss, -mean_log_p[:, 0].mean() + baseline_loss, rtol=1e-5)
+
+
+def test_evaluate_is_stochastic_but_stable_with_more_repeats(tmp_path):
+    config = tiny_config(tmp_path)
+    _, valid = get_train_valid_loaders(MNIST_DIR, 64, 1, 0.2, True, 0, 320)
+    paddle.seed(0)
+    model = build_model(config)
+    _, acc, correct, total = evaluate(model, valid, M=4)
+    assert total == 64 and 0 <= correct <= total and acc == pytest.approx(100 * correct / total)
+
+
+def parameters(trainer):
+    return {k: v.numpy().copy() for k, v in trainer.model.state_dict().items()}
+
+
+def run(config):
+    main(config)
+    trainer = Trainer(config)
+    trainer.restore(best=False)
+    return trainer
+
+
+def test_checkpoint_round_trip(tmp_path):
+    trainer = run(tiny_config(tmp_path, "--epochs", "1"))
+    files = sorted(os.listdir(tmp_path / "ckpt"))
+    assert files == ["ram_3_4x4_2_ckpt.pdparams", "ram_3_4x4_2_model_best.pdparams"]
+    state = paddle.load(str(tmp_path / "ckpt" / files[0]))
+    assert state["epoch"] == 1 and state["counter"] == 0 and state["config"]["hidden_size"] == 32
+    assert state["best_valid_acc"] == trainer.best_valid_acc > 0
+    restored = parameters(trainer)
+    for name, value in state["model"].items():
+        np.testing.assert_array_equal(restored[name], value.numpy())
+    # Adam's moments came back too, not only the weights.
+    moments = [k for k in trainer.optimizer.state_dict() if "moment1" in k]
+    assert moments and all(np.abs(trainer.optimizer.state_dict()[k].numpy()).sum() > 0 for k in moments)
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    straight = parameters(run(tiny_config(tmp_path / "a", "--epochs", "4")))
+    run(tiny_config(tmp_path / "b", "--epochs", "2"))
+    resumed = run(tiny_config(tmp_path / "b", "--epochs", "4", "--resume=True", "--best", "False"))
+    assert resumed.start_epoch == 4
+    for name in straight:
+        np.testing.assert_array_equal(resumed.model.state_dict()[name].numpy(), straight[name], name)
+    with open(tmp_path / "a" / "logs" / "ram_3_4x4_2.log") as a, \
+            open(tmp_path / "b" / "logs" / "ram_3_4x4_2.log") as b:
+        def figures(f):
+            return [line.split(" seconds")[0] for line in f if line.startswith("epoch")]
+        assert figures(a) == figures(b)
+
+
+def test_checkpoint_with_other_model_options_is_refused(tmp_path):
+    run(tiny_config(tmp_path, "--epochs", "1"))
+    trainer = Trainer(tiny_config(tmp_path, "--hidden_size", "64"))
+    with pytest.raises(CheckpointError, match="--hidden_size 32 \\(checkpoint\\) vs 64"):
+        trainer.restore(best=True)
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        Trainer(tiny_config(tmp_path / "empty")).restore(best=True)

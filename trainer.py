@@ -1,0 +1,250 @@
+"""Training, validation, test and checkpoints of the Recurrent Attention Model."""
+import json
+import os
+import time
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+from tqdm import tqdm
+from visualdl import LogWriter
+
+from config import model_name
+from data_loader import EpochShuffler
+from model import RecurrentAttention
+from utils import atomic_save
+
+# Options that change the network's shapes or what it computes: a checkpoint
+# made with other values cannot be loaded under these.
+MODEL_OPTIONS = ["patch_size", "glimpse_scale", "num_patches", "loc_hidden", "glimpse_hidden",
+                 "num_glimpses", "hidden_size", "std"]
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing or does not fit; the message is one line for the user."""
+
+
+def ram_loss(log_probas, log_pi, baselines, labels):
+    """The hybrid loss of RAM: NLL for the classifier, MSE for the baseline and
+    REINFORCE for the location policy, with reward R = 1 for a right answer.
+
+        loss = NLL + MSE(b, R) + 0.01 * mean_batch(sum_t -log_pi_t * (R - b_t))
+
+    Args:
+        log_probas: (B, num_classes). log_pi, baselines: (B, T). labels: int64 (B,).
+    Returns:
+        loss: scalar Tensor; reward: float (B,) Tensor, 1 where the prediction is right.
+    """
+    if labels.ndim != 1:  # a (B, 1) label would broadcast `predicted == labels` to (B, B)
+        raise ValueError(f"labels must have shape (B,), got {labels.shape}")
+    reward = (log_probas.argmax(axis=1) == labels).astype(log_probas.dtype)
+    rewards = reward.unsqueeze(1).expand_as(baselines)
+    loss_action = F.nll_loss(log_probas, labels)
+    loss_baseline = F.mse_loss(baselines, rewards)
+    # The baseline only centres the reward: no REINFORCE gradient flows into it.
+    loss_reinforce = (-log_pi * (rewards - baselines.detach())).sum(axis=1).mean()
+    return loss_action + loss_baseline + 0.01 * loss_reinforce, reward
+
+
+@paddle.no_grad()
+def evaluate(model, loader, M, on_first_batch=None):
+    """Loss and accuracy with M Monte-Carlo glimpse paths per image, whose class
+    log-probabilities (and log_pi and baselines, for the loss) are averaged.
+
+    on_first_batch(x, y, locations, predicted), if given, sees the first batch,
+    with the locations of the first of the M paths.
+    Returns: mean loss, accuracy in percent, number correct, number of images.
+    """
+    model.eval()
+    total_loss, correct, count = 0.0, 0.0, 0
+    for i, (x, y) in enumerate(loader):
+        B = len(y)
+        # The repeats form one batch of M * B images, row m * B + b being image b.
+        log_probas, log_pi, baselines, locations = model(paddle.tile(x, [M, 1, 1, 1]))
+        log_probas, log_pi, baselines = (t.reshape([M, B, -1]).mean(axis=0)
+                                         for t in (log_probas, log_pi, baselines))
+        loss, reward = ram_loss(log_probas, log_pi, baselines, y)
+        total_loss += float(loss) * B
+        correct += float(reward.sum())
+        count += B
+        if i == 0 and on_first_batch is not None:
+            on_first_batch(x, y, locations[:B], log_probas.argmax(axis=1))
+    return total_loss / count, 100.0 * correct / count, int(round(correct)), count
+
+
+def build_model(config, channels=1, num_classes=10):
+    return RecurrentAttention(config.patch_size, config.num_patches, config.glimpse_scale, channels,
+                              config.loc_hidden, config.glimpse_hidden, config.std,
+                              config.hidden_size, num_classes, config.num_glimpses)
+
+
+def load_checkpoint(path, config):
+    """The checkpoint at `path`, refused if its model options differ from `config`'s."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"no checkpoint at {path}: train first (python main.py) "
+                              f"or check --ckpt_dir, --best and the model options")
+    state = paddle.load(path)
+    saved = state["config"]
+    differing = [f"--{name} {saved[name]} (checkpoint) vs {getattr(config, name)}"
+                 for name in MODEL_OPTIONS if saved[name] != getattr(config, name)]
+    if differing:
+        raise CheckpointError(f"{path} was trained with other model options: " + ", ".join(differing))
+    return state
+
+
+class Trainer:
+    """Trains and evaluates one RecurrentAttention model as `config` says.
+
+    Files, by model_name = ram_{num_glimpses}_{patch_size}x{patch_size}_{glimpse_scale}:
+    ckpt_dir/<model_name>_ckpt.pdparams (every epoch), <model_name>_model_best.pdparams
+    (on a new best validation accuracy), logs_dir/<model_name>.log (a line per epoch),
+    logs_dir/<model_name>_test.json, logs_dir/vdl/<model_name>/ (VisualDL scalars) and
+    plot_dir/<model_name>/glimpses_epoch<N>.npz.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        self.name = model_name(config)
+        self.model = build_model(config)
+        self.scheduler = paddle.optimizer.lr.ReduceOnPlateau(
+            config.init_lr, mode="max", factor=config.lr_factor, patience=config.lr_patience)
+        self.optimizer = paddle.optimizer.Adam(self.scheduler, parameters=self.model.parameters())
+        self.start_epoch, self.best_valid_acc, self.counter = 0, 0.0, 0
+
+    def ckpt_path(self, best):
+        suffix = "model_best" if best else "ckpt"
+        return os.path.join(self.config.ckpt_dir, f"{self.name}_{suffix}.pdparams")
+
+    def save_checkpoint(self, epoch, is_best):
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": epoch,  # epochs completed
+            "best_valid_acc": self.best_valid_acc,
+            "counter": self.counter,
+            "rng_state": paddle.get_rng_state(),
+            "config": vars(self.config),
+        }
+        atomic_save(state, self.ckpt_path(best=False))
+        if is_best:
+            atomic_save(state, self.ckpt_path(best=True))
+
+    def restore(self, best):
+        """Load a checkpoint into the model (and, for training, everything else)."""
+        path = self.ckpt_path(best)
+        state = load_checkpoint(path, self.config)
+        self.model.set_state_dict(state["model"])
+        self.optimizer.set_state_dict(state["optimizer"])
+        self.scheduler.set_state_dict(state["scheduler"])
+        self.start_epoch, self.best_valid_acc = state["epoch"], state["best_valid_acc"]
+        self.counter = state["counter"]
+        paddle.set_rng_state(state["rng_state"])
+        return path
+
+    def train(self, train_loader, valid_loader):
+        config = self.config
+        num_train, num_valid = len(train_loader.dataset), len(valid_loader.dataset)
+        for folder in (config.ckpt_dir, config.logs_dir):
+            os.makedirs(folder, exist_ok=True)
+        log_path = os.path.join(config.logs_dir, f"{self.name}.log")
+        if config.resume:
+            path = self.restore(config.best)
+            print(f"[*] Resuming from {path} after epoch {self.start_epoch} "
+                  f"(best valid acc {self.best_valid_acc:.2f}%)")
+        elif os.path.exists(self.ckpt_path(best=False)):
+            print(f"[!] Starting afresh: {self.name}'s checkpoints in {config.ckpt_dir} will be "
+                  f"overwritten (use --resume=True to continue them)")
+        with open(log_path, "a" if config.resume else "w") as log:
+            log.write(f"# {'resumed after epoch ' + str(self.start_epoch) if config.resume else 'started'}"
+                      f" {time.strftime('%Y-%m-%d %H:%M:%S')} {json.dumps(vars(config))}\n")
+        print(f"[*] Train on {num_train} images, validate on {num_valid} (M={config.M})")
+
+        writer = LogWriter(logdir=os.path.join(config.logs_dir, "vdl", self.name))
+        try:
+            for epoch in range(self.start_epoch, config.epochs):
+                lr = self.optimizer.get_lr()
+                start = time.time()
+                train_loss, train_acc = self.train_one_epoch(epoch, train_loader, num_train)
+                train_seconds = time.time() - start
+                valid_loss, valid_acc, _, _ = evaluate(self.model, valid_loader, config.M,
+                                                       self.plot_saver(epoch))
+                seconds = time.time() - start
+                self.scheduler.step(valid_acc)
+
+                is_best = valid_acc > self.best_valid_acc
+                self.counter = 0 if is_best else self.counter + 1
+                self.best_valid_acc = max(self.best_valid_acc, valid_acc)
+                self.save_checkpoint(epoch + 1, is_best)
+
+                line = (f"epoch {epoch + 1} lr {lr:.3e} train_loss {train_loss:.4f} "
+                        f"train_acc {train_acc:.2f} valid_loss {valid_loss:.4f} valid_acc "
+                        f"{valid_acc:.2f} valid_err {100 - valid_acc:.2f} seconds {seconds:.1f} "
+                        f"samples_per_s {num_train / train_seconds:.0f}")
+                with open(log_path, "a") as log:
+                    log.write(line + "\n")
+                tqdm.write(line + (" [*]" if is_best else ""))
+                for tag, value in [("train/loss", train_loss), ("train/acc", train_acc),
+                                   ("valid/loss", valid_loss), ("valid/acc", valid_acc), ("lr", lr)]:
+                    writer.add_scalar(tag, value, epoch + 1)
+
+                if self.counter > config.train_patience:
+                    print(f"[!] No improvement in {self.counter} epochs, stopping training.")
+                    break
+        finally:
+            writer.close()
+
+    def train_one_epoch(self, epoch, loader, num_train):
+        """One pass over the training images. Returns mean loss and accuracy (%)."""
+        self.model.train()
+        if isinstance(loader.batch_sampler.sampler, EpochShuffler):
+            loader.batch_sampler.sampler.set_epoch(epoch)
+        total_loss = total_correct = 0.0
+        seen = 0
+        start = time.time()
+        with tqdm(total=num_train, desc=f"Epoch {epoch + 1}/{self.config.epochs}", unit="img",
+                  leave=False) as bar:
+            for i, (x, y) in enumerate(loader):
+                log_probas, log_pi, baselines, _ = self.model(x)
+                loss, reward = ram_loss(log_probas, log_pi, baselines, y)
+                self.optimizer.clear_grad()
+                loss.backward()
+                self.optimizer.step()
+
+                total_loss += loss.detach() * len(y)
+                total_correct += reward.sum()
+                seen += len(y)
+                bar.update(len(y))
+                if (i + 1) % self.config.print_freq == 0:
+                    bar.set_postfix(loss=f"{float(total_loss) / seen:.3f}",
+                                    acc=f"{100 * float(total_correct) / seen:.1f}",
+                                    samples_per_s=f"{seen / (time.time() - start):.0f}")
+        return float(total_loss) / seen, 100.0 * float(total_correct) / seen
+
+    def plot_saver(self, epoch):
+        """A callback that stores the first validation batch's glimpses for plot_glimpses.py,
+        every --plot_freq epochs; None on other epochs."""
+        if (epoch + 1) % self.config.plot_freq != 0:
+            return None
+        folder = os.path.join(self.config.plot_dir, self.name)
+
+        def save(x, y, locations, predicted):
+            os.makedirs(folder, exist_ok=True)
+            n = min(9, len(y))
+            np.savez_compressed(os.path.join(folder, f"glimpses_epoch{epoch + 1}.npz"),
+                                images=x[:n].numpy(), labels=y[:n].numpy(),
+                                locations=locations[:n].numpy(), predicted=predicted[:n].numpy())
+        return save
+
+    def test(self, test_loader):
+        """Evaluate the best (or last) checkpoint on the test set and write its result."""
+        path = self.restore(self.config.best)
+        M = self.config.M
+        _, acc, correct, total = evaluate(self.model, test_loader, M)
+        print(f"[*] Test Acc: {correct}/{total} ({acc:.2f}% - {100 - acc:.2f}%)")
+        os.makedirs(self.config.logs_dir, exist_ok=True)
+        result = {"checkpoint": path, "epoch": self.start_epoch, "M": M, "correct": correct,
+                  "total": total, "test_error": round(100.0 * (total - correct) / total, 4)}
+        with open(os.path.join(self.config.logs_dir, f"{self.name}_test.json"), "w") as f:
+            json.dump(result, f, indent=2)
+        return result
