@@ -67,7 +67,7 @@ add(training, "--train_patience", int, 50, "epochs without validation gain befor
 
 misc = parser.add_argument_group("misc")
 add(misc, "--use_gpu", str2bool, paddle.device.is_compiled_with_cuda(),
-    "run on a GPU (default: True when Paddle was built with CUDA)")
+    "run on a GPU; the default is True exactly when this Paddle was built with CUDA")
 add(misc, "--best", str2bool, True, "load the best checkpoint (False: the last one)")
 add(misc, "--random_seed", int, 1, "seed of the weights, the split, the data order and the policy")
 add(misc, "--data_dir", str, "data/MNIST", "folder of the four MNIST IDX files")

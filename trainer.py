@@ -240,6 +240,8 @@ class Trainer:
         """Evaluate the best (or last) checkpoint on the test set and write its result."""
         path = self.restore(self.config.best)
         M = self.config.M
+        print(f"[*] Loaded {path} (epoch {self.start_epoch}, best valid acc "
+              f"{self.best_valid_acc:.2f}%); testing with M={M}")
         _, acc, correct, total = evaluate(self.model, test_loader, M)
         print(f"[*] Test Acc: {correct}/{total} ({acc:.2f}% - {100 - acc:.2f}%)")
         os.makedirs(self.config.logs_dir, exist_ok=True)
