@@ -83,8 +83,12 @@ def load_checkpoint(path, config):
     if not os.path.isfile(path):
         raise CheckpointError(f"no checkpoint at {path}: train first (python main.py) "
                               f"or check --ckpt_dir, --best and the model options")
-    state = paddle.load(path)
-    saved = state["config"]
+    try:
+        state = paddle.load(path)
+        saved = state["config"]
+    except Exception as err:  # paddle.load raises many kinds on a damaged or foreign file
+        raise CheckpointError(f"{path}: not a RAM-Paddle checkpoint, or damaged "
+                              f"({type(err).__name__}); delete it or retrain") from None
     differing = [f"--{name} {saved[name]} (checkpoint) vs {getattr(config, name)}"
                  for name in MODEL_OPTIONS if saved[name] != getattr(config, name)]
     if differing:
@@ -131,7 +135,8 @@ class Trainer:
             atomic_save(state, self.ckpt_path(best=True))
 
     def restore(self, best):
-        """Load a checkpoint into the model (and, for training, everything else)."""
+        """Load the best or last checkpoint: weights, optimizer and scheduler state,
+        progress counters and RNG state. Returns its path."""
         path = self.ckpt_path(best)
         state = load_checkpoint(path, self.config)
         self.model.set_state_dict(state["model"])

@@ -180,3 +180,11 @@ def test_checkpoint_with_other_model_options_is_refused(tmp_path):
         trainer.restore(best=True)
     with pytest.raises(CheckpointError, match="no checkpoint at"):
         Trainer(tiny_config(tmp_path / "empty")).restore(best=True)
+
+
+def test_damaged_checkpoint_is_refused(tmp_path):
+    run(tiny_config(tmp_path, "--epochs", "1"))
+    path = tmp_path / "ckpt" / "ram_3_4x4_2_model_best.pdparams"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="not a RAM-Paddle checkpoint, or damaged"):
+        Trainer(tiny_config(tmp_path)).restore(best=True)
