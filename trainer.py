@@ -161,8 +161,9 @@ class Trainer:
             print(f"[!] Starting afresh: {self.name}'s checkpoints in {config.ckpt_dir} will be "
                   f"overwritten (use --resume=True to continue them)")
         with open(log_path, "a" if config.resume else "w") as log:
-            log.write(f"# {'resumed after epoch ' + str(self.start_epoch) if config.resume else 'started'}"
-                      f" {time.strftime('%Y-%m-%d %H:%M:%S')} {json.dumps(vars(config))}\n")
+            event = f"resumed after epoch {self.start_epoch}" if config.resume else "started"
+            log.write(f"# {event} {time.strftime('%Y-%m-%d %H:%M:%S')} paddle {paddle.__version__} "
+                      f"on {paddle.device.get_device()} {json.dumps(vars(config))}\n")
         print(f"[*] Train on {num_train} images, validate on {num_valid} (M={config.M})")
 
         writer = LogWriter(logdir=os.path.join(config.logs_dir, "vdl", self.name))
