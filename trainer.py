@@ -165,6 +165,9 @@ class Trainer:
             log.write(f"# {event} {time.strftime('%Y-%m-%d %H:%M:%S')} paddle {paddle.__version__} "
                       f"on {paddle.device.get_device()} {json.dumps(vars(config))}\n")
         print(f"[*] Train on {num_train} images, validate on {num_valid} (M={config.M})")
+        if self.start_epoch >= config.epochs:
+            print(f"[!] Nothing to do: {self.start_epoch} of --epochs {config.epochs} are done; "
+                  f"raise --epochs to train on")
 
         writer = LogWriter(logdir=os.path.join(config.logs_dir, "vdl", self.name))
         try:
@@ -228,8 +231,8 @@ class Trainer:
         return float(total_loss) / seen, 100.0 * float(total_correct) / seen
 
     def plot_saver(self, epoch):
-        """A callback that stores the first validation batch's glimpses for plot_glimpses.py,
-        every --plot_freq epochs; None on other epochs."""
+        """A callback that stores the images, glimpse locations, labels and predictions
+        of the first validation batch, every --plot_freq epochs; None on other epochs."""
         if (epoch + 1) % self.config.plot_freq != 0:
             return None
         folder = os.path.join(self.config.plot_dir, self.name)
