@@ -122,8 +122,7 @@ class Trainer:
     def save_checkpoint(self, epoch, is_best):
         state = {
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "optimizer": self.optimizer.state_dict(),  # holds the LR scheduler's state too
             "epoch": epoch,  # epochs completed
             "best_valid_acc": self.best_valid_acc,
             "counter": self.counter,
@@ -140,8 +139,7 @@ class Trainer:
         path = self.ckpt_path(best)
         state = load_checkpoint(path, self.config)
         self.model.set_state_dict(state["model"])
-        self.optimizer.set_state_dict(state["optimizer"])
-        self.scheduler.set_state_dict(state["scheduler"])
+        self.optimizer.set_state_dict(state["optimizer"])  # restores the scheduler too
         self.start_epoch, self.best_valid_acc = state["epoch"], state["best_valid_acc"]
         self.counter = state["counter"]
         paddle.set_rng_state(state["rng_state"])

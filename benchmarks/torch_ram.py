@@ -12,7 +12,6 @@ import os
 import sys
 import time
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -104,14 +103,14 @@ def evaluate(model, images, labels, M, batch_size):
     correct = 0.0
     for i in range(0, len(labels), batch_size):
         x, y = torch.from_numpy(images[i:i + batch_size]), torch.from_numpy(labels[i:i + batch_size])
-        log_probas, log_pi, baselines = model.episode(x.repeat(M, 1, 1, 1))
+        log_probas, _, _ = model.episode(x.repeat(M, 1, 1, 1))
         log_probas = log_probas.view(M, -1, log_probas.shape[-1]).mean(0)
         correct += float((log_probas.argmax(1) == y).sum())
     return 100.0 * correct / len(labels)
 
 
 def main():
-    from data_loader import load_mnist, train_valid_split
+    from data_loader import EpochShuffler, load_mnist, train_valid_split
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=30)
@@ -127,10 +126,12 @@ def main():
     model = RecurrentAttention()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
     best_acc, best_state = 0.0, None
+    shuffler = EpochShuffler(len(train_idx), args.seed)  # main.py's epoch order
     with open(args.log, "w") as log:
         log.write(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {vars(args)}\n")
         for epoch in range(args.epochs):
-            start, order = time.time(), np.random.default_rng([args.seed, epoch]).permutation(train_idx)
+            shuffler.set_epoch(epoch)
+            start, order = time.time(), train_idx[list(shuffler)]
             total_loss = total_correct = 0.0
             model.train()
             for i in range(0, len(order), 128):
