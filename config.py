@@ -41,6 +41,9 @@ add(glimpse, "--glimpse_scale", int, 1, "each patch is this many times wider tha
 add(glimpse, "--num_patches", int, 1, "patches per glimpse, k")
 add(glimpse, "--loc_hidden", int, 128, "width of the location layer (fc2)")
 add(glimpse, "--glimpse_hidden", int, 128, "width of the patch layer (fc1)")
+glimpse.add_argument("--retina_method", choices=["auto", "numpy", "paddle", "loop"], default="auto",
+                     help="how the retina cuts patches, all giving the same glimpses; auto: numpy "
+                          "on the CPU (fastest there), paddle on a GPU")
 
 core = parser.add_argument_group("core network")
 add(core, "--num_glimpses", int, 6, "glimpses per image, T")
@@ -68,6 +71,8 @@ add(training, "--train_patience", int, 50, "epochs without validation gain befor
 misc = parser.add_argument_group("misc")
 add(misc, "--use_gpu", str2bool, paddle.device.is_compiled_with_cuda(),
     "run on a GPU; the default is True exactly when this Paddle was built with CUDA")
+add(misc, "--num_threads", int, 0,
+    "CPU threads for Paddle's maths; 0: every core this process may use (Paddle alone takes 1)")
 add(misc, "--best", str2bool, True, "load the best checkpoint (False: the last one)")
 add(misc, "--random_seed", int, 1, "seed of the weights, the split, the data order and the policy")
 add(misc, "--data_dir", str, "data/MNIST", "folder of the four MNIST IDX files")
@@ -96,7 +101,7 @@ def check(config):
         return f"--init_lr must be positive, got {config.init_lr}"
     if not 0 < config.lr_factor < 1:
         return f"--lr_factor must be in (0, 1), got {config.lr_factor}"
-    for name in ["num_workers", "lr_patience", "train_patience", "train_subset"]:
+    for name in ["num_workers", "lr_patience", "train_patience", "train_subset", "num_threads"]:
         if getattr(config, name) < 0:
             return f"--{name} must not be negative, got {getattr(config, name)}"
     if config.use_gpu and not paddle.device.is_compiled_with_cuda():

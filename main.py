@@ -2,6 +2,9 @@
 import sys
 import warnings
 
+from utils import fast_mkl_on_amd, usable_cores
+
+fast_mkl_on_amd()  # before Paddle loads its MKL
 warnings.filterwarnings("ignore", message="No ccache found")  # Paddle's import noise, irrelevant here
 import paddle  # noqa: E402
 
@@ -12,6 +15,8 @@ from trainer import CheckpointError, Trainer  # noqa: E402
 
 def main(config):
     paddle.set_device("gpu" if config.use_gpu else "cpu")
+    config.num_threads = config.num_threads or usable_cores()
+    paddle.base.core.set_num_threads(config.num_threads)
     paddle.seed(config.random_seed)
     try:
         # Adam's state is saved under Paddle's generated names (linear_0.w_0_moment1_0, ...):

@@ -12,6 +12,9 @@ class RecurrentAttention(nn.Layer):
     location (l_t, log_pi_t) and predict the reward (b_t). After T glimpses,
     classify from h_T. l_0 is uniform in [-1, 1]^2 and h_0 is zeros.
 
+    retina_method chooses how the Retina cuts patches (see Retina); every
+    method computes the same glimpses.
+
     Parameter names follow the PyTorch reference (sensor.fc1..fc4, rnn.i2h,
     rnn.h2h, locator.fc, locator.fc_lt, classifier.fc, baseliner.fc) so that
     weights map one to one.
@@ -22,12 +25,12 @@ class RecurrentAttention(nn.Layer):
     """
 
     def __init__(self, patch_size, num_patches, glimpse_scale, channels, loc_hidden,
-                 glimpse_hidden, std, hidden_size, num_classes, num_glimpses):
+                 glimpse_hidden, std, hidden_size, num_classes, num_glimpses, retina_method="auto"):
         super().__init__()
         self.num_glimpses = num_glimpses
         self.hidden_size = hidden_size
         self.sensor = GlimpseNetwork(glimpse_hidden, loc_hidden, patch_size, num_patches,
-                                     glimpse_scale, channels)
+                                     glimpse_scale, channels, retina_method)
         self.rnn = CoreNetwork(glimpse_hidden + loc_hidden, hidden_size)
         self.locator = LocationNetwork(hidden_size, std)
         self.classifier = ActionNetwork(hidden_size, num_classes)
@@ -37,15 +40,15 @@ class RecurrentAttention(nn.Layer):
         batch_size = x.shape[0]
         h_t = paddle.zeros([batch_size, self.hidden_size], dtype=x.dtype)
         l_t = paddle.uniform([batch_size, 2], dtype=x.dtype, min=-1.0, max=1.0)
-        locations, log_pi, baselines = [], [], []
+        locations, log_pi, hidden_states = [], [], []
         for _ in range(self.num_glimpses):
             locations.append(l_t)
             h_t = self.rnn(self.sensor(x, l_t), h_t)
+            hidden_states.append(h_t)
             # The location chosen after the last glimpse is never looked at, but
             # its log_pi still enters the loss, as in the PyTorch reference.
             l_t, log_pi_t = self.locator(h_t)
             log_pi.append(log_pi_t)
-            baselines.append(self.baseliner(h_t))
         log_probas = self.classifier(h_t)
-        return (log_probas, paddle.stack(log_pi, axis=1), paddle.stack(baselines, axis=1),
-                paddle.stack(locations, axis=1))
+        baselines = self.baseliner(paddle.stack(hidden_states, axis=1))
+        return log_probas, paddle.stack(log_pi, axis=1), baselines, paddle.stack(locations, axis=1)

@@ -12,13 +12,32 @@ import paddle.nn.functional as F
 from paddle.distribution import Normal
 
 
-def linear(in_features, out_features):
+class Linear(nn.Linear):
     """nn.Linear initialised as PyTorch does (weight and bias uniform in
     +-1/sqrt(in_features)), so that training starts where the reference does.
-    Its weight is (in_features, out_features), the transpose of PyTorch's."""
-    bound = 1.0 / math.sqrt(in_features)
-    init = nn.initializer.Uniform(-bound, bound)
-    return nn.Linear(in_features, out_features, weight_attr=init, bias_attr=init)
+    Its weight is (in_features, out_features), the transpose of PyTorch's.
+
+    forward is x @ weight + bias as one addmm: F.linear adds the bias with a
+    separate broadcast add, which on CPU costs a fifth of the matmul itself.
+    Input: (B, in_features). Output: (B, out_features).
+    """
+
+    def __init__(self, in_features, out_features):
+        bound = 1.0 / math.sqrt(in_features)
+        init = nn.initializer.Uniform(-bound, bound)
+        super().__init__(in_features, out_features, weight_attr=init, bias_attr=init)
+
+    def forward(self, x):
+        return paddle.addmm(self.bias, x, self.weight)
+
+
+def pixel_centres(l, height, width):
+    """The pixel (row, column) a location looks at, as int64 (B,) arrays or
+    Tensors, like l: int(0.5 * (l + 1) * size) on each axis, as in the PyTorch
+    reference. l is (B, 2) of (column, row), (-1, -1) the top-left corner."""
+    rows = (0.5 * ((l[:, 1] + 1.0) * height)).astype("int64")
+    cols = (0.5 * ((l[:, 0] + 1.0) * width)).astype("int64")
+    return rows, cols
 
 
 class Retina:
@@ -27,60 +46,43 @@ class Retina:
     The first patch is g x g, each next one glimpse_scale times wider; pixels
     outside the image are zeros. Each wider patch is average-pooled down to
     g x g, so the network sees the centre sharply and the surround coarsely.
+    A patch of side `size` centred on pixel (row, col) covers rows and columns
+    [centre - size // 2, centre - size // 2 + size), as in the reference.
 
-    A location l is (column, row) in [-1, 1]^2, (-1, -1) the top-left corner.
-    Its centre pixel is int(0.5 * (l + 1) * size) on each axis, as in the
-    PyTorch reference, and a patch of side `size` covers the pixels
-    [centre - size // 2, centre - size // 2 + size) on both axes.
+    Three ways to cut the patches compute the same phi:
+      "loop":   per image and scale, slice a zero-padded copy (the reference's way);
+      "numpy":  one NumPy gather for the whole batch and every scale;
+      "paddle": the same gather with Paddle ops, so that a GPU batch stays on the GPU.
+    "auto" takes "numpy" for a batch on the CPU (the fastest there: see
+    benchmark.py) and "paddle" on any other device.
+
+    The gathers read a flattened image with one zero appended to each channel:
+    every pixel outside the image reads that zero, so no padded copy is made.
+    Each patch's pixels are gathered in (g, g, f, f) order, f = size // g, so
+    that average pooling is a product with a vector of 1 / f^2.
     """
 
-    def __init__(self, patch_size, num_patches, glimpse_scale):
+    methods = ("auto", "numpy", "paddle", "loop")
+
+    def __init__(self, patch_size, num_patches, glimpse_scale, method="auto"):
+        if method not in self.methods:
+            raise ValueError(f"retina method must be one of {self.methods}, got {method!r}")
         self.patch_size = patch_size
         self.num_patches = num_patches
         self.glimpse_scale = glimpse_scale
+        self.method = method
         # Integer scales keep every side a multiple of g, so pooling is exact.
         self.sizes = [patch_size * glimpse_scale**i for i in range(num_patches)]
-
-    def patch_corners(self, locations, height, width):
-        """Top-left pixel (row, column) of every patch.
-
-        Args:
-            locations: float32 array (B, 2) of (column, row) in [-1, 1].
-        Returns:
-            rows, cols: int64 arrays (B, k), possibly outside the image.
-        """
-        col_centre = (0.5 * ((locations[:, 0] + 1.0) * width)).astype(np.int64)
-        row_centre = (0.5 * ((locations[:, 1] + 1.0) * height)).astype(np.int64)
-        half = np.array([size // 2 for size in self.sizes])
-        return row_centre[:, None] - half, col_centre[:, None] - half
-
-    def extract_patches(self, images, locations):
-        """Cut the k patches of every image with one fancy index per scale.
-
-        Args:
-            images: float32 array (B, C, H, W).
-            locations: float32 array (B, 2).
-        Returns:
-            list of k float32 arrays (B, C, size_i, size_i).
-        """
-        B, C, H, W = images.shape
-        pad = self.sizes[-1]
-        padded = np.pad(images, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-        tops, lefts = self.patch_corners(locations, H, W)
-        batch = np.arange(B)[:, None, None]
-        patches = []
-        for i, size in enumerate(self.sizes):
-            # A padding of `pad` >= size means a corner outside [0, H + 2 pad - size]
-            # belongs to a patch wholly outside the image: clipping moves it to
-            # another all-zero place instead of out of the array.
-            top = np.clip(tops[:, i] + pad, 0, H + 2 * pad - size)
-            left = np.clip(lefts[:, i] + pad, 0, W + 2 * pad - size)
-            offsets = np.arange(size)
-            rows = (top[:, None] + offsets)[:, :, None]
-            cols = (left[:, None] + offsets)[:, None, :]
-            # Advanced indices around a slice put their dims first: (B, size, size, C).
-            patches.append(padded[batch, :, rows, cols].transpose(0, 3, 1, 2))
-        return patches
+        self.row_offsets, self.col_offsets = [], []
+        for size in self.sizes:
+            f = size // patch_size
+            # Pixel (i * f + u, j * f + v) of the patch goes to place (i, j, u, v).
+            i, j, u, v = np.meshgrid(*[np.arange(n) for n in (patch_size, patch_size, f, f)],
+                                     indexing="ij")
+            self.row_offsets.append((i * f + u).reshape(-1) - size // 2)
+            self.col_offsets.append((j * f + v).reshape(-1) - size // 2)
+        self.row_offsets = np.concatenate(self.row_offsets)
+        self.col_offsets = np.concatenate(self.col_offsets)
 
     def foveate(self, x, l):
         """The glimpse phi of every image at its location.
@@ -89,18 +91,89 @@ class Retina:
             x: Tensor (B, C, H, W), the images.
             l: Tensor (B, 2), the locations.
         Returns:
-            phi: float32 Tensor (B, k * C * g * g), patches in order of size,
-            each flattened as (C, g, g), on x's device.
+            phi: Tensor (B, k * C * g * g) on x's device: the k pooled patches in
+            order of size, each flattened as (C, g, g).
         """
-        patches = self.extract_patches(x.numpy(), l.numpy())
+        method = self.method
+        if method == "auto":
+            method = "numpy" if x.place.is_cpu_place() else "paddle"
+        if method == "paddle":
+            return self.foveate_paddle(x, l)
+        foveate = self.foveate_numpy if method == "numpy" else self.foveate_loop
+        return paddle.to_tensor(foveate(x.numpy(), l.numpy()), place=x.place)
+
+    def pooling_vectors(self, xp):
+        """Per scale, the (f * f,) vector of 1 / f^2 that average-pools it; xp is numpy or paddle."""
+        vectors = []
+        for size in self.sizes:
+            f = size // self.patch_size
+            vectors.append(xp.full([f * f], 1.0 / (f * f), dtype="float32"))
+        return vectors
+
+    def foveate_numpy(self, images, locations):
+        """phi from float32 arrays images (B, C, H, W) and locations (B, 2), as an array."""
+        B, C, H, W = images.shape
+        rows, cols = pixel_centres(locations, H, W)
+        rows = rows[:, None] + self.row_offsets
+        cols = cols[:, None] + self.col_offsets
+        inside = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
+        index = np.where(inside, rows * W + cols, H * W)  # H * W: the appended zero
+        flat = np.concatenate([images.reshape(B, C, H * W), np.zeros((B, C, 1), images.dtype)],
+                              axis=2)
+        pixels = np.take_along_axis(flat, index[:, None, :], axis=2)  # (B, C, N)
+        return self.pool(pixels, self.pooling_vectors(np), np.concatenate)
+
+    def foveate_paddle(self, x, l):
+        """phi from Tensors x (B, C, H, W) and l (B, 2), with Paddle ops only."""
+        B, C, H, W = x.shape
+        rows, cols = pixel_centres(l, H, W)
+        rows = rows.unsqueeze(1) + paddle.to_tensor(self.row_offsets, place=x.place)
+        cols = cols.unsqueeze(1) + paddle.to_tensor(self.col_offsets, place=x.place)
+        inside = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
+        index = paddle.where(inside, rows * W + cols, paddle.full_like(rows, H * W))
+        flat = paddle.concat([x.reshape([B * C, H * W]), paddle.zeros([B * C, 1], x.dtype)], axis=1)
+        # index_sample gathers row by row: one row of indices per (image, channel).
+        pixels = paddle.index_sample(flat, index.repeat_interleave(C, axis=0))
+        return self.pool(pixels.reshape([B, C, -1]), self.pooling_vectors(paddle), paddle.concat)
+
+    def pool(self, pixels, vectors, concat):
+        """(B, C, N) gathered pixels, each scale in (g, g, f, f) order -> phi (B, k * C * g * g)."""
+        B, C, _ = pixels.shape
+        g2 = self.patch_size ** 2
+        phi, start = [], 0
+        for size, vector in zip(self.sizes, vectors):
+            f2 = (size // self.patch_size) ** 2
+            patch = pixels[:, :, start:start + g2 * f2].reshape([B, C, g2, f2])
+            phi.append((patch @ vector).reshape([B, C * g2]))
+            start += g2 * f2
+        return phi[0] if len(phi) == 1 else concat(phi, 1)
+
+    def foveate_loop(self, images, locations):
+        """phi from arrays, one image and scale at a time: the PyTorch reference's method."""
+        B, C, H, W = images.shape
+        pad = self.sizes[-1]
+        padded = np.pad(images, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+        rows, cols = pixel_centres(locations, H, W)
         g = self.patch_size
-        pooled = []
-        for patch in patches:
-            B, C, size, _ = patch.shape
-            factor = size // g
-            pooled.append(patch.reshape(B, C, g, factor, g, factor).mean(axis=(3, 5)))
-        phi = np.concatenate(pooled, axis=1).reshape(len(x), -1)
-        return paddle.to_tensor(phi, place=x.place)
+        phi = np.empty((B, self.num_patches, C, g, g), np.float32)
+        for b in range(B):
+            for i, size in enumerate(self.sizes):
+                # A corner beyond the padding belongs to a patch wholly outside the
+                # image: clipping moves it to another all-zero place.
+                top = np.clip(rows[b] - size // 2 + pad, 0, H + 2 * pad - size)
+                left = np.clip(cols[b] - size // 2 + pad, 0, W + 2 * pad - size)
+                patch = padded[b, :, top:top + size, left:left + size]
+                f = size // g
+                phi[b, i] = patch.reshape(C, g, f, g, f).mean(axis=(2, 4))
+        return phi.reshape(B, -1)
+
+
+def sum_of_linears(a, fc_a, b, fc_b):
+    """fc_a(a) + fc_b(b) as one addmm on the concatenated inputs: one matmul and
+    one bias addition instead of two of each, the same sum up to float rounding.
+    Input: a (B, in_a), b (B, in_b). Output: (B, out)."""
+    weight = paddle.concat([fc_a.weight, fc_b.weight], axis=0)
+    return paddle.addmm(fc_a.bias + fc_b.bias, paddle.concat([a, b], axis=1), weight)
 
 
 class GlimpseNetwork(nn.Layer):
@@ -112,22 +185,23 @@ class GlimpseNetwork(nn.Layer):
         glimpse_hidden, loc_hidden: widths of fc1 and fc2.
         patch_size, num_patches, glimpse_scale: the Retina's g, k, s.
         channels: C, the image's channels.
+        retina_method: how the Retina cuts patches ("auto", "numpy", "paddle", "loop").
     Input: x (B, C, H, W), l (B, 2). Output: g_t (B, glimpse_hidden + loc_hidden).
     """
 
-    def __init__(self, glimpse_hidden, loc_hidden, patch_size, num_patches, glimpse_scale, channels):
+    def __init__(self, glimpse_hidden, loc_hidden, patch_size, num_patches, glimpse_scale, channels,
+                 retina_method="auto"):
         super().__init__()
-        self.retina = Retina(patch_size, num_patches, glimpse_scale)
-        self.fc1 = linear(num_patches * patch_size * patch_size * channels, glimpse_hidden)
-        self.fc2 = linear(2, loc_hidden)
-        self.fc3 = linear(glimpse_hidden, glimpse_hidden + loc_hidden)
-        self.fc4 = linear(loc_hidden, glimpse_hidden + loc_hidden)
+        self.retina = Retina(patch_size, num_patches, glimpse_scale, retina_method)
+        self.fc1 = Linear(num_patches * patch_size * patch_size * channels, glimpse_hidden)
+        self.fc2 = Linear(2, loc_hidden)
+        self.fc3 = Linear(glimpse_hidden, glimpse_hidden + loc_hidden)
+        self.fc4 = Linear(loc_hidden, glimpse_hidden + loc_hidden)
 
     def forward(self, x, l):
         phi = self.retina.foveate(x, l)
-        what = self.fc3(F.relu(self.fc1(phi)))
-        where = self.fc4(F.relu(self.fc2(l)))
-        return F.relu(what + where)
+        what, where = F.relu(self.fc1(phi)), F.relu(self.fc2(l))
+        return F.relu(sum_of_linears(what, self.fc3, where, self.fc4))
 
 
 class CoreNetwork(nn.Layer):
@@ -140,11 +214,11 @@ class CoreNetwork(nn.Layer):
 
     def __init__(self, input_size, hidden_size):
         super().__init__()
-        self.i2h = linear(input_size, hidden_size)
-        self.h2h = linear(hidden_size, hidden_size)
+        self.i2h = Linear(input_size, hidden_size)
+        self.h2h = Linear(hidden_size, hidden_size)
 
     def forward(self, g_t, h_prev):
-        return F.relu(self.i2h(g_t) + self.h2h(h_prev))
+        return F.relu(sum_of_linears(g_t, self.i2h, h_prev, self.h2h))
 
 
 class LocationNetwork(nn.Layer):
@@ -164,8 +238,8 @@ class LocationNetwork(nn.Layer):
     def __init__(self, hidden_size, std):
         super().__init__()
         self.std = std
-        self.fc = linear(hidden_size, hidden_size // 2)
-        self.fc_lt = linear(hidden_size // 2, 2)
+        self.fc = Linear(hidden_size, hidden_size // 2)
+        self.fc_lt = Linear(hidden_size // 2, 2)
 
     def forward(self, h_t):
         mu = paddle.tanh(self.fc_lt(F.relu(self.fc(h_t.detach()))))
@@ -183,7 +257,7 @@ class ActionNetwork(nn.Layer):
 
     def __init__(self, hidden_size, num_classes):
         super().__init__()
-        self.fc = linear(hidden_size, num_classes)
+        self.fc = Linear(hidden_size, num_classes)
 
     def forward(self, h_t):
         return F.log_softmax(self.fc(h_t), axis=1)
@@ -192,13 +266,15 @@ class ActionNetwork(nn.Layer):
 class BaselineNetwork(nn.Layer):
     """Predicts the expected reward, b_t = fc(h_t.detach()), to reduce the
     variance of REINFORCE. The detach keeps its regression loss out of the core.
+    It takes all T states at once: one matmul instead of T small ones.
 
-    Input: h_t (B, hidden_size). Output: b_t (B,).
+    Input: h (B, T, hidden_size). Output: b (B, T).
     """
 
     def __init__(self, hidden_size):
         super().__init__()
-        self.fc = linear(hidden_size, 1)
+        self.fc = Linear(hidden_size, 1)
 
-    def forward(self, h_t):
-        return self.fc(h_t.detach()).squeeze(1)
+    def forward(self, h):
+        B, T, hidden_size = h.shape
+        return self.fc(h.detach().reshape([B * T, hidden_size])).reshape([B, T])

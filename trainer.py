@@ -75,7 +75,8 @@ def evaluate(model, loader, M, on_first_batch=None):
 def build_model(config, channels=1, num_classes=10):
     return RecurrentAttention(config.patch_size, config.num_patches, config.glimpse_scale, channels,
                               config.loc_hidden, config.glimpse_hidden, config.std,
-                              config.hidden_size, num_classes, config.num_glimpses)
+                              config.hidden_size, num_classes, config.num_glimpses,
+                              config.retina_method)
 
 
 def load_checkpoint(path, config):
@@ -161,7 +162,8 @@ class Trainer:
         with open(log_path, "a" if config.resume else "w") as log:
             event = f"resumed after epoch {self.start_epoch}" if config.resume else "started"
             log.write(f"# {event} {time.strftime('%Y-%m-%d %H:%M:%S')} paddle {paddle.__version__} "
-                      f"on {paddle.device.get_device()} {json.dumps(vars(config))}\n")
+                      f"on {paddle.device.get_device()} MKL_DEBUG_CPU_TYPE="
+                      f"{os.environ.get('MKL_DEBUG_CPU_TYPE', '')} {json.dumps(vars(config))}\n")
         print(f"[*] Train on {num_train} images, validate on {num_valid} (M={config.M})")
         if self.start_epoch >= config.epochs:
             print(f"[!] Nothing to do: {self.start_epoch} of --epochs {config.epochs} are done; "

@@ -6,7 +6,7 @@ import paddle
 import pytest
 
 from modules import (ActionNetwork, BaselineNetwork, CoreNetwork, GlimpseNetwork, LocationNetwork,
-                     Retina, linear)
+                     Retina, Linear)
 
 
 def retina_oracle(images, locations, patch_size, num_patches, glimpse_scale):
@@ -45,43 +45,91 @@ def random_locations(rng, batch):
     return np.concatenate([special, uniform])
 
 
+METHODS = ["auto", "numpy", "paddle", "loop"]
+
+
 @pytest.mark.parametrize("num_patches", [1, 2, 3])
 @pytest.mark.parametrize("glimpse_scale", [1, 2])
 @pytest.mark.parametrize("channels,height,width,patch_size", [(1, 28, 28, 8), (3, 13, 17, 5),
                                                               (1, 21, 21, 3)])
-def test_retina_matches_loop_oracle(num_patches, glimpse_scale, channels, height, width, patch_size):
+def test_every_retina_method_matches_loop_oracle(num_patches, glimpse_scale, channels, height,
+                                                 width, patch_size):
     rng = np.random.default_rng(num_patches * 10 + glimpse_scale)
     images = rng.normal(size=(24, channels, height, width)).astype(np.float32)
     locations = random_locations(rng, 24)
-    retina = Retina(patch_size, num_patches, glimpse_scale)
-    phi = retina.foveate(paddle.to_tensor(images), paddle.to_tensor(locations)).numpy()
     expected = retina_oracle(images, locations, patch_size, num_patches, glimpse_scale)
-    assert phi.shape == (24, num_patches * channels * patch_size ** 2)
-    np.testing.assert_allclose(phi, expected, rtol=1e-5, atol=1e-6)
+    for method in METHODS:
+        retina = Retina(patch_size, num_patches, glimpse_scale, method)
+        phi = retina.foveate(paddle.to_tensor(images), paddle.to_tensor(locations))
+        assert phi.shape == [24, num_patches * channels * patch_size ** 2], method
+        np.testing.assert_allclose(phi.numpy(), expected, rtol=1e-5, atol=1e-6, err_msg=method)
 
 
-def test_retina_centre_pixel_and_zero_padding():
+@pytest.mark.parametrize("method", METHODS)
+def test_retina_centre_pixel_and_zero_padding(method):
     images = np.arange(28 * 28, dtype=np.float32).reshape(1, 1, 28, 28) + 1
+    retina = Retina(2, 1, 1, method)
     # Centre (row 14, col 14): the 2x2 patch covers rows 13-14, cols 13-14.
-    phi = Retina(2, 1, 1).foveate(paddle.to_tensor(images), paddle.zeros([1, 2])).numpy()
+    phi = retina.foveate(paddle.to_tensor(images), paddle.zeros([1, 2])).numpy()
     np.testing.assert_array_equal(phi[0], [13 * 28 + 14, 13 * 28 + 15, 14 * 28 + 14, 14 * 28 + 15])
     # l[:, 0] is the column: l = (-1, 0) centres on column 0, row 14, half outside.
-    phi = Retina(2, 1, 1).foveate(paddle.to_tensor(images),
-                                  paddle.to_tensor([[-1.0, 0.0]])).numpy()
+    phi = retina.foveate(paddle.to_tensor(images), paddle.to_tensor([[-1.0, 0.0]])).numpy()
     np.testing.assert_array_equal(phi[0], [0, 13 * 28 + 1, 0, 14 * 28 + 1])
-    far = Retina(4, 2, 2).foveate(paddle.to_tensor(images), paddle.to_tensor([[5.0, -5.0]]))
+    far = Retina(4, 2, 2, method).foveate(paddle.to_tensor(images), paddle.to_tensor([[5.0, -5.0]]))
     assert not far.numpy().any()
+
+
+def test_retina_refuses_unknown_method():
+    with pytest.raises(ValueError, match="retina method"):
+        Retina(8, 1, 1, "fft")
 
 
 def test_linear_init_is_pytorch_like():
     paddle.seed(0)
-    layer = linear(400, 300)
+    layer = Linear(400, 300)
     bound = 1 / math.sqrt(400)
     for param in (layer.weight, layer.bias):
         values = param.numpy()
         assert np.abs(values).max() <= bound
         assert np.abs(values).max() > 0.95 * bound  # spread over the whole range, not Xavier's
     assert layer.weight.shape == [400, 300]
+
+
+def plain(layer, x):
+    """The layer as F.linear computes it: the unfused formula."""
+    return paddle.nn.functional.linear(x, layer.weight, layer.bias)
+
+
+def values_and_grads(output, layer):
+    weights = paddle.to_tensor(np.random.default_rng(1).normal(size=output.shape), "float32")
+    grads = paddle.grad((output * weights).sum(), layer.parameters())
+    return [output.numpy()] + [grad.numpy() for grad in grads]
+
+
+def test_fused_networks_compute_their_formulas():
+    """The single-addmm layers give the docstrings' formulas, values and gradients."""
+    paddle.seed(5)
+    relu = paddle.nn.functional.relu
+    x, l = paddle.randn([16, 2, 12, 12]), paddle.uniform([16, 2], min=-1, max=1)
+    glimpse = GlimpseNetwork(24, 20, 4, 2, 2, 2)
+    phi = glimpse.retina.foveate(x, l)
+    expected = relu(plain(glimpse.fc3, relu(plain(glimpse.fc1, phi)))
+                    + plain(glimpse.fc4, relu(plain(glimpse.fc2, l))))
+    for got, want in zip(values_and_grads(glimpse(x, l), glimpse),
+                         values_and_grads(expected, glimpse)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+    core = CoreNetwork(44, 32)
+    g_t, h_prev = paddle.randn([16, 44]), paddle.randn([16, 32])
+    expected = relu(plain(core.i2h, g_t) + plain(core.h2h, h_prev))
+    for got, want in zip(values_and_grads(core(g_t, h_prev), core),
+                         values_and_grads(expected, core)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+    baseline = BaselineNetwork(32)
+    h = paddle.randn([16, 6, 32])
+    expected = paddle.stack([plain(baseline.fc, h[:, t]).squeeze(1) for t in range(6)], axis=1)
+    np.testing.assert_allclose(baseline(h).numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_module_shapes():
@@ -98,7 +146,7 @@ def test_module_shapes():
     log_probas = ActionNetwork(64, 7)(h_t)
     assert log_probas.shape == [B, 7]
     np.testing.assert_allclose(paddle.exp(log_probas).sum(axis=1).numpy(), 1.0, rtol=1e-5)
-    assert BaselineNetwork(64)(h_t).shape == [B]
+    assert BaselineNetwork(64)(paddle.stack([h_t, h_t, h_t], axis=1)).shape == [B, 3]
 
 
 def test_location_log_pi_is_density_of_unclamped_sample():
