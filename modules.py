@@ -56,9 +56,8 @@ class Retina:
     "auto" takes "numpy" for a batch on the CPU (the fastest there: see
     benchmark.py) and "paddle" on any other device.
 
-    The gathers read a flattened image with one zero appended to each channel:
-    every pixel outside the image reads that zero, so no padded copy is made.
-    Each patch's pixels are gathered in (g, g, f, f) order, f = size // g, so
+    The gathers read the images in place, no padded copy: a pixel outside the
+    image reads the nearest edge pixel and is then multiplied by zero. Each patch's pixels are gathered in (g, g, f, f) order, f = size // g, so
     that average pooling is a product with a vector of 1 / f^2.
     """
 
@@ -100,7 +99,10 @@ class Retina:
         if method == "paddle":
             return self.foveate_paddle(x, l)
         foveate = self.foveate_numpy if method == "numpy" else self.foveate_loop
-        return paddle.to_tensor(foveate(x.numpy(), l.numpy()), place=x.place)
+        # DLPack views a CPU Tensor's memory as an array; x.numpy() would copy the
+        # whole batch, at every glimpse.
+        images, locations = (np.from_dlpack(t if t.place.is_cpu_place() else t.cpu()) for t in (x, l))
+        return paddle.to_tensor(foveate(images, locations), place=x.place)
 
     def pooling_vectors(self, xp):
         """Per scale, the (f * f,) vector of 1 / f^2 that average-pools it; xp is numpy or paddle."""
@@ -117,10 +119,10 @@ class Retina:
         rows = rows[:, None] + self.row_offsets
         cols = cols[:, None] + self.col_offsets
         inside = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
-        index = np.where(inside, rows * W + cols, H * W)  # H * W: the appended zero
-        flat = np.concatenate([images.reshape(B, C, H * W), np.zeros((B, C, 1), images.dtype)],
-                              axis=2)
-        pixels = np.take_along_axis(flat, index[:, None, :], axis=2)  # (B, C, N)
+        index = np.clip(rows, 0, H - 1) * W + np.clip(cols, 0, W - 1)
+        # One flat take over the whole batch: (B, C, N) indices, channel (b, c) at (b * C + c) * H * W.
+        index = index[:, None, :] + (np.arange(B * C) * (H * W)).reshape(B, C, 1)
+        pixels = images.reshape(-1).take(index) * inside[:, None, :]  # zero outside the image
         return self.pool(pixels, self.pooling_vectors(np), np.concatenate)
 
     def foveate_paddle(self, x, l):
@@ -130,11 +132,11 @@ class Retina:
         rows = rows.unsqueeze(1) + paddle.to_tensor(self.row_offsets, place=x.place)
         cols = cols.unsqueeze(1) + paddle.to_tensor(self.col_offsets, place=x.place)
         inside = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
-        index = paddle.where(inside, rows * W + cols, paddle.full_like(rows, H * W))
-        flat = paddle.concat([x.reshape([B * C, H * W]), paddle.zeros([B * C, 1], x.dtype)], axis=1)
+        index = rows.clip(0, H - 1) * W + cols.clip(0, W - 1)
         # index_sample gathers row by row: one row of indices per (image, channel).
-        pixels = paddle.index_sample(flat, index.repeat_interleave(C, axis=0))
-        return self.pool(pixels.reshape([B, C, -1]), self.pooling_vectors(paddle), paddle.concat)
+        pixels = paddle.index_sample(x.reshape([B * C, H * W]), index.repeat_interleave(C, axis=0))
+        pixels = pixels.reshape([B, C, -1]) * inside.unsqueeze(1).astype(x.dtype)
+        return self.pool(pixels, self.pooling_vectors(paddle), paddle.concat)
 
     def pool(self, pixels, vectors, concat):
         """(B, C, N) gathered pixels, each scale in (g, g, f, f) order -> phi (B, k * C * g * g)."""
@@ -143,8 +145,10 @@ class Retina:
         phi, start = [], 0
         for size, vector in zip(self.sizes, vectors):
             f2 = (size // self.patch_size) ** 2
-            patch = pixels[:, :, start:start + g2 * f2].reshape([B, C, g2, f2])
-            phi.append((patch @ vector).reshape([B, C * g2]))
+            patch = pixels[:, :, start:start + g2 * f2]
+            if f2 > 1:  # one matrix-vector product over every (image, channel, pooled pixel)
+                patch = patch.reshape([B * C * g2, f2]) @ vector
+            phi.append(patch.reshape([B, C * g2]))
             start += g2 * f2
         return phi[0] if len(phi) == 1 else concat(phi, 1)
 
