@@ -214,12 +214,7 @@ class Trainer:
         with tqdm(total=num_train, desc=f"Epoch {epoch + 1}/{self.config.epochs}", unit="img",
                   leave=False) as bar:
             for i, (x, y) in enumerate(loader):
-                log_probas, log_pi, baselines, _ = self.model(x)
-                loss, reward = ram_loss(log_probas, log_pi, baselines, y)
-                self.optimizer.clear_grad()
-                loss.backward()
-                self.optimizer.step()
-
+                loss, reward = self.train_step(x, y)
                 total_loss += loss.detach() * len(y)
                 total_correct += reward.sum()
                 seen += len(y)
@@ -229,6 +224,15 @@ class Trainer:
                                     acc=f"{100 * float(total_correct) / seen:.1f}",
                                     samples_per_s=f"{seen / (time.time() - start):.0f}")
         return float(total_loss) / seen, 100.0 * float(total_correct) / seen
+
+    def train_step(self, x, y):
+        """One Adam step on a batch. Returns the loss and the (B,) rewards."""
+        log_probas, log_pi, baselines, _ = self.model(x)
+        loss, reward = ram_loss(log_probas, log_pi, baselines, y)
+        self.optimizer.clear_grad()
+        loss.backward()
+        self.optimizer.step()
+        return loss, reward
 
     def plot_saver(self, epoch):
         """A callback that stores the images, glimpse locations, labels and predictions

@@ -6,11 +6,21 @@ and per-image-loop retina. Never imported by the Paddle code.
 
 trains it on our bundled MNIST split (the same images, split and defaults as
 main.py) and evaluates the best-validation weights on the test set with M=10.
+
+    python benchmarks/torch_ram.py --serve batches.npz
+
+is the PyTorch side of `python benchmark.py --compare-torch`: it reads one JSON
+command per line on stdin, times it and answers with one JSON line. It never
+imports Paddle (whose import sets OMP_NUM_THREADS=1), so torch keeps its
+default threads.
 """
 import argparse
+import json
 import os
 import sys
 import time
+
+import numpy as np
 
 import torch
 import torch.nn as nn
@@ -109,7 +119,59 @@ def evaluate(model, images, labels, M, batch_size):
     return 100.0 * correct / len(labels)
 
 
+def serve(batches_path):
+    """Answer benchmark.py's timing commands; see benchmark.py for the protocol."""
+    data = np.load(batches_path)
+    images, labels = torch.from_numpy(data["images"]), torch.from_numpy(data["labels"])
+    batch_size = int(data["batch_size"])
+    torch.manual_seed(1)
+    model = RecurrentAttention()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+    batches = [(images[i:i + batch_size], labels[i:i + batch_size])
+               for i in range(0, len(labels), batch_size)]
+
+    def train(steps):
+        model.train()
+        for i in range(steps):
+            x, y = batches[i % len(batches)]
+            loss, _ = loss_fn(*model.episode(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return steps * batch_size
+
+    @torch.no_grad()
+    def evaluate_batches(count, M):
+        model.eval()
+        for i in range(count):
+            x, _ = batches[i % len(batches)]
+            log_probas, _, _ = model.episode(x.repeat(M, 1, 1, 1))
+            log_probas.view(M, -1, log_probas.shape[-1]).mean(0).argmax(1)
+        return count * batch_size
+
+    def retina(calls, size, g, k, s):
+        retina = Retina(g, k, s)
+        x = torch.rand(batch_size, 1, size, size)
+        l = torch.empty(batch_size, 2).uniform_(-1, 1)
+        for _ in range(calls):
+            retina.foveate(x, l)
+        return calls
+
+    ops = {"train": train, "eval": evaluate_batches, "retina": retina}
+    print(json.dumps({"ready": True, "torch": torch.__version__,
+                      "threads": torch.get_num_threads()}), flush=True)
+    for line in sys.stdin:
+        command = json.loads(line)
+        if command["op"] == "quit":
+            break
+        start = time.perf_counter()
+        count = ops[command["op"]](**command["args"])
+        print(json.dumps({"seconds": time.perf_counter() - start, "count": count}), flush=True)
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
+        return serve(sys.argv[2])
     from data_loader import EpochShuffler, load_mnist, train_valid_split
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -1,0 +1,292 @@
+"""How fast RAM-Paddle trains and evaluates on this machine, against the PyTorch reference.
+
+    python benchmark.py                  # Paddle only: retina, training step, evaluation
+    python benchmark.py --compare-torch  # and the PyTorch reference, alternating, with ratios
+    python benchmark.py --profile        # where the time of one training step goes
+    python benchmark.py --json           # one JSON line instead of the table
+
+Every figure is timed after a warm-up, over --repeats runs (min / median / max);
+ratios divide medians measured in this one run. Paddle runs as `python main.py`
+does (the same model, optimiser, loss, evaluation and thread and MKL settings);
+both frameworks get the same MNIST batches, already in memory as tensors.
+
+The PyTorch side (benchmarks/torch_ram.py --serve) is the reference's model,
+loss and per-image-loop retina with torch's default threads. It runs in its
+own process, so neither framework's thread settings touch the other's, and the
+two take turns: a Paddle run, then a torch run, and so on.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+from utils import fast_mkl_on_amd, usable_cores
+
+fast_mkl_on_amd()  # before Paddle loads its MKL, as main.py does
+# Importing Paddle sets OMP_NUM_THREADS=1 in this process's environment; the torch
+# worker gets the environment from before, so that it runs with torch's defaults.
+ENVIRONMENT_BEFORE_PADDLE = dict(os.environ)
+warnings.filterwarnings("ignore", message="No ccache found")
+import numpy as np  # noqa: E402
+import paddle  # noqa: E402
+
+from config import get_config  # noqa: E402
+from data_loader import DataError, load_mnist  # noqa: E402
+from modules import Retina  # noqa: E402
+from trainer import Trainer, evaluate  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# (name, image side, g, k, s): the default glimpse, and a larger multi-scale one.
+RETINAS = [("28x28", 28, 8, 1, 1), ("60x60", 60, 12, 3, 2)]
+
+
+def spread(values):
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def settle():
+    """Let the other process's worker threads go idle: OpenMP threads keep
+    spinning for a while after their last task, and would take cores from
+    whichever framework is timed next."""
+    time.sleep(0.3)
+
+
+def time_runs(run, repeats, warmup=1):
+    """Seconds of each of `repeats` calls of run(), after `warmup` untimed ones."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        settle()
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+class TorchWorker:
+    """benchmarks/torch_ram.py --serve in a child process, one command at a time."""
+
+    def __init__(self, batches_path):
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "benchmarks", "torch_ram.py"), "--serve",
+             batches_path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env=ENVIRONMENT_BEFORE_PADDLE)
+        self.info = self.read()
+
+    def read(self):
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("the PyTorch worker stopped (is torch installed? "
+                               "pip install torch==2.13.0)")
+        return json.loads(line)
+
+    def seconds(self, op, **args):
+        settle()
+        self.process.stdin.write(json.dumps({"op": op, "args": args}) + "\n")
+        self.process.stdin.flush()
+        return self.read()["seconds"]
+
+    def close(self):
+        self.process.stdin.write(json.dumps({"op": "quit"}) + "\n")
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def retina_ms(methods, repeats, calls, batch_size, torch_worker=None):
+    """Milliseconds per foveate() of a batch, by method and retina."""
+    result = {}
+    for name, side, g, k, s in RETINAS:
+        x = paddle.rand([batch_size, 1, side, side])
+        l = paddle.uniform([batch_size, 2], min=-1.0, max=1.0)
+        for method in methods:
+            retina = Retina(g, k, s, method)
+            times = time_runs(lambda: [retina.foveate(x, l) for _ in range(calls)], repeats)
+            result.setdefault(method, {})[name] = spread([1000 * t / calls for t in times])
+        if torch_worker:
+            times = [torch_worker.seconds("retina", calls=calls, size=side, g=g, k=k, s=s)
+                     for _ in range(repeats + 1)][1:]
+            result.setdefault("torch_loop", {})[name] = spread([1000 * t / calls for t in times])
+    return result
+
+
+def profile_step(trainer, batches, steps):
+    """Seconds per training step spent in the retina, the rest of the forward
+    pass, the loss, the backward pass and Adam's update."""
+    from trainer import ram_loss
+
+    parts = dict.fromkeys(["retina", "forward (rest)", "loss", "backward", "adam"], 0.0)
+    retina = trainer.model.sensor.retina
+    foveate = retina.foveate
+
+    def timed_foveate(x, l):
+        start = time.perf_counter()
+        phi = foveate(x, l)
+        parts["retina"] += time.perf_counter() - start
+        return phi
+
+    retina.foveate = timed_foveate
+    try:
+        for i in range(steps):
+            x, y = batches[i % len(batches)]
+            t0 = time.perf_counter()
+            outputs = trainer.model(x)
+            t1 = time.perf_counter()
+            loss, _ = ram_loss(*outputs[:3], y)
+            t2 = time.perf_counter()
+            trainer.optimizer.clear_grad()
+            loss.backward()
+            t3 = time.perf_counter()
+            trainer.optimizer.step()
+            t4 = time.perf_counter()
+            for part, seconds in [("forward (rest)", t1 - t0), ("loss", t2 - t1),
+                                  ("backward", t3 - t2), ("adam", t4 - t3)]:
+                parts[part] += seconds
+    finally:
+        retina.foveate = foveate
+    parts["forward (rest)"] -= parts["retina"]
+    return {part: 1000 * seconds / steps for part, seconds in parts.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--compare-torch", action="store_true",
+                        help="also time the PyTorch reference (needs torch), alternating runs")
+    parser.add_argument("--json", action="store_true", help="print one JSON line, no table")
+    parser.add_argument("--profile", action="store_true",
+                        help="also split one training step into its parts")
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs of each measurement")
+    parser.add_argument("--train_steps", type=int, default=15, help="training steps per run")
+    parser.add_argument("--eval_batches", type=int, default=3, help="evaluation batches per run")
+    parser.add_argument("--retina_calls", type=int, default=20, help="foveate() calls per run")
+    parser.add_argument("--data_dir", default="data/MNIST")
+    args = parser.parse_args(argv)
+
+    config = get_config([])
+    paddle.set_device("gpu" if config.use_gpu else "cpu")
+    threads = usable_cores()
+    paddle.base.core.set_num_threads(threads)
+    paddle.seed(config.random_seed)
+    try:
+        images, labels = load_mnist(args.data_dir, "train")
+    except DataError as err:
+        sys.exit(f"[!] {err}")
+    count = config.batch_size * max(args.train_steps, args.eval_batches)
+    images, labels = images[:count], labels[:count]
+    batches = [(paddle.to_tensor(images[i:i + config.batch_size]),
+                paddle.to_tensor(labels[i:i + config.batch_size]))
+               for i in range(0, count, config.batch_size)]
+    with paddle.utils.unique_name.guard():
+        trainer = Trainer(config)
+
+    def paddle_train():
+        for i in range(args.train_steps):
+            trainer.train_step(*batches[i % len(batches)])
+        float(trainer.model.rnn.i2h.weight.sum())  # wait for the device
+
+    def paddle_eval():
+        evaluate(trainer.model, batches[:args.eval_batches], config.M)
+
+    torch_worker = None
+    with tempfile.TemporaryDirectory() as folder:
+        if args.compare_torch:
+            path = os.path.join(folder, "batches.npz")
+            np.savez(path, images=images, labels=labels, batch_size=config.batch_size)
+            torch_worker = TorchWorker(path)
+        try:
+            methods = ["loop", "numpy", "paddle"]
+            retina = retina_ms(methods, args.repeats, args.retina_calls, config.batch_size,
+                               torch_worker)
+            train, torch_train, evals, torch_evals = [], [], [], []
+            paddle_train()  # warm-up
+            if torch_worker:
+                torch_worker.seconds("train", steps=args.train_steps)
+            for _ in range(args.repeats):
+                train.append(time_runs(paddle_train, 1, warmup=0)[0])
+                if torch_worker:
+                    torch_train.append(torch_worker.seconds("train", steps=args.train_steps))
+            paddle_eval()
+            if torch_worker:
+                torch_worker.seconds("eval", count=args.eval_batches, M=config.M)
+            for _ in range(args.repeats):
+                evals.append(time_runs(paddle_eval, 1, warmup=0)[0])
+                if torch_worker:
+                    torch_evals.append(torch_worker.seconds("eval", count=args.eval_batches,
+                                                            M=config.M))
+        finally:
+            if torch_worker:
+                torch_worker.close()
+
+    samples = args.train_steps * config.batch_size
+    eval_images = args.eval_batches * config.batch_size
+    rates = {"train": spread([samples / t for t in train]),
+             "eval": spread([eval_images / t for t in evals])}
+    result = {"train_samples_per_s": round(rates["train"]["median"]),
+              "eval_samples_per_s": round(rates["eval"]["median"]),
+              "retina_ms": {method: {name: round(s["median"], 4) for name, s in by_name.items()}
+                            for method, by_name in retina.items()}}
+    if torch_worker:
+        rates["torch_train"] = spread([samples / t for t in torch_train])
+        rates["torch_eval"] = spread([eval_images / t for t in torch_evals])
+        result.update({
+            "torch_train_samples_per_s": round(rates["torch_train"]["median"]),
+            "torch_eval_samples_per_s": round(rates["torch_eval"]["median"]),
+            "train_ratio": round(rates["train"]["median"] / rates["torch_train"]["median"], 2),
+            "eval_ratio": round(rates["eval"]["median"] / rates["torch_eval"]["median"], 2)})
+    setup = {"paddle": paddle.__version__, "device": paddle.device.get_device(),
+             "paddle_threads": threads,
+             "MKL_DEBUG_CPU_TYPE": os.environ.get("MKL_DEBUG_CPU_TYPE", ""),
+             "batch_size": config.batch_size, "num_glimpses": config.num_glimpses,
+             "patch_size": config.patch_size, "M": config.M, "repeats": args.repeats}
+    if torch_worker:
+        setup.update(torch=torch_worker.info["torch"], torch_threads=torch_worker.info["threads"])
+    result["setup"] = setup
+    if args.profile:
+        result["step_ms"] = {part: round(ms, 3) for part, ms in
+                             profile_step(trainer, batches, args.train_steps * 2).items()}
+
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_table(result, rates, retina)
+
+
+def print_table(result, rates, retina):
+    setup = result["setup"]
+    line = (f"paddle {setup['paddle']} on {setup['device']}, {setup['paddle_threads']} threads, "
+            f"MKL_DEBUG_CPU_TYPE={setup['MKL_DEBUG_CPU_TYPE'] or 'unset'}")
+    if "torch" in setup:
+        line += f"; torch {setup['torch']}, {setup['torch_threads']} threads"
+    print(line)
+    print(f"batch {setup['batch_size']}, {setup['num_glimpses']} glimpses of "
+          f"{setup['patch_size']}x{setup['patch_size']}, M={setup['M']}; "
+          f"{setup['repeats']} timed runs each, after a warm-up\n")
+    rows = [(f"retina {name}, {method} (ms per batch)", by_name[name])
+            for name, *_ in RETINAS for method, by_name in retina.items()]
+    labels = {"train": "train step, paddle (samples/s)", "torch_train": "train step, torch (samples/s)",
+              "eval": "evaluate M=10, paddle (images/s)", "torch_eval": "evaluate M=10, torch (images/s)"}
+    rows += [(labels[key], rates[key]) for key in labels if key in rates]
+    width = max(len(name) for name, _ in rows)
+    print(f"| {'measure':<{width}} | {'min':>9} | {'median':>9} | {'max':>9} |")
+    print(f"|{'-' * (width + 2)}|{'-' * 11}|{'-' * 11}|{'-' * 11}|")
+    for name, s in rows:
+        digits = 3 if "ms" in name else 0
+        print(f"| {name:<{width}} | " + " | ".join(f"{s[k]:>9.{digits}f}" for k in
+                                                    ("min", "median", "max")) + " |")
+    if "train_ratio" in result:
+        print(f"\ntrain ratio (paddle / torch, medians): {result['train_ratio']:.2f}")
+        print(f"eval ratio  (paddle / torch, medians): {result['eval_ratio']:.2f}")
+    if "step_ms" in result:
+        total = sum(result["step_ms"].values())
+        print(f"\none training step: {total:.2f} ms")
+        for part, ms in result["step_ms"].items():
+            print(f"  {part:<15} {ms:7.2f} ms  {100 * ms / total:5.1f}%")
+
+
+if __name__ == "__main__":
+    main()
