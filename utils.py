@@ -3,7 +3,7 @@ not load Paddle, so that fast_mkl_on_amd() can run before Paddle does."""
 import os
 
 
-def fast_mkl_on_amd():
+def fast_mkl_on_amd(cpuinfo="/proc/cpuinfo"):
     """On an AMD CPU, make Paddle's bundled MKL take its AVX2 code path.
 
     That MKL picks a slow generic path on CPUs it does not recognise as Intel's:
@@ -12,7 +12,7 @@ def fast_mkl_on_amd():
     before `import paddle`. Intel CPUs and a value already set are left alone.
     """
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             amd = "AuthenticAMD" in f.read()
     except OSError:  # not Linux: nothing known to fix
         return

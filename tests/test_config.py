@@ -38,6 +38,8 @@ def test_booleans(argv, expected):
     (["--unknown", "3"], "unrecognized arguments: --unknown"),
     (["--is_train", "maybe"], "expected True or False"),
     (["--patch_size", "eight"], "invalid int value"),
+    (["--num_threads", "-1"], "--num_threads must not be negative"),
+    (["--retina_method", "fft"], "argument --retina_method: invalid choice: 'fft'"),
 ])
 def test_bad_options_are_refused_in_one_line(argv, reason, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -45,3 +47,11 @@ def test_bad_options_are_refused_in_one_line(argv, reason, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert reason in err and err.count("\n") == 1
+
+
+def test_retina_method_reaches_the_retina():
+    from trainer import build_model
+
+    config = get_config(["--use_gpu=False", "--retina_method", "loop"])
+    assert build_model(config).sensor.retina.method == "loop"
+    assert get_config(["--use_gpu=False"]).retina_method == "auto"

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 from tests.helpers import MNIST_DIR, ROOT, write_fake_mnist
+from utils import usable_cores
 
 
 def cli(cwd, *args):
@@ -20,6 +21,7 @@ def test_train_one_epoch_then_evaluate(tmp_path):
                                                      "ram_6_8x8_1_model_best.pdparams"]
     log = (tmp_path / "logs" / "ram_6_8x8_1.log").read_text().splitlines()
     assert log[0].startswith("# started") and log[1].startswith("epoch 1 lr 3.000e-04 train_loss")
+    assert f'"num_threads": {usable_cores()}' in log[0]  # --num_threads 0: every usable core
     assert (tmp_path / "plots" / "ram_6_8x8_1" / "glimpses_epoch1.npz").exists()
 
     test = cli(tmp_path, "--is_train=False", "--M", "2", "--data_dir", MNIST_DIR)

@@ -1,0 +1,61 @@
+"""benchmark.py runs and reports what the issue asks for; no timing is asserted."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import ROOT
+
+TINY = ["--json", "--repeats", "2", "--train_steps", "1", "--eval_batches", "1",
+        "--retina_calls", "1"]
+
+
+def shell_environment():
+    """This process's environment without the OMP_NUM_THREADS=1 that importing Paddle
+    put there, as a user's shell would start benchmark.py."""
+    return {name: value for name, value in os.environ.items() if name != "OMP_NUM_THREADS"}
+
+
+def run_benchmark(*args):
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmark.py"), *TINY, *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=shell_environment())
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1  # one JSON line, nothing else on stdout
+    return json.loads(lines[0])
+
+
+def check_retina(retina_ms, methods):
+    assert sorted(retina_ms) == sorted(methods)
+    for by_image in retina_ms.values():
+        assert sorted(by_image) == ["28x28", "60x60"]
+        assert all(ms > 0 for ms in by_image.values())
+
+
+def test_paddle_only():
+    result = run_benchmark("--profile")
+    assert result["train_samples_per_s"] > 0 and result["eval_samples_per_s"] > 0
+    check_retina(result["retina_ms"], ["loop", "numpy", "paddle"])
+    assert "train_ratio" not in result and "torch" not in result["setup"]
+    assert sorted(result["step_ms"]) == sorted(["retina", "forward (rest)", "loss", "backward",
+                                                 "adam"])
+
+
+def test_compare_torch():
+    pytest.importorskip("torch")
+    result = run_benchmark("--compare-torch")
+    check_retina(result["retina_ms"], ["loop", "numpy", "paddle", "torch_loop"])
+    for key in ["torch_train_samples_per_s", "torch_eval_samples_per_s"]:
+        assert result[key] > 0
+    # The ratios are those of the medians reported beside them (which are rounded).
+    assert result["train_ratio"] == pytest.approx(
+        result["train_samples_per_s"] / result["torch_train_samples_per_s"], rel=0.01)
+    assert result["eval_ratio"] == pytest.approx(
+        result["eval_samples_per_s"] / result["torch_eval_samples_per_s"], rel=0.01)
+    # torch keeps its own default threads, not the OMP_NUM_THREADS=1 that Paddle's import sets.
+    default = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                             capture_output=True, text=True, env=shell_environment())
+    assert result["setup"]["torch_threads"] == int(default.stdout)
