@@ -164,12 +164,14 @@ def main(argv=None):
     parser.add_argument("--train_steps", type=int, default=15, help="training steps per run")
     parser.add_argument("--eval_batches", type=int, default=3, help="evaluation batches per run")
     parser.add_argument("--retina_calls", type=int, default=20, help="foveate() calls per run")
+    parser.add_argument("--num_threads", type=int, default=0,
+                        help="Paddle's CPU threads, as main.py's option (0: every usable core)")
     parser.add_argument("--data_dir", default="data/MNIST")
     args = parser.parse_args(argv)
 
     config = get_config([])
     paddle.set_device("gpu" if config.use_gpu else "cpu")
-    threads = usable_cores()
+    threads = args.num_threads or usable_cores()
     paddle.base.core.set_num_threads(threads)
     paddle.seed(config.random_seed)
     try:
@@ -254,6 +256,24 @@ def main(argv=None):
         print(json.dumps(result))
     else:
         print_table(result, rates, retina)
+        if args.profile:
+            print("\nPaddle's profiler over 20 training steps, by operator:")
+            operator_profile(trainer, batches, 20)
+
+
+def operator_profile(trainer, batches, steps):
+    """Print paddle.profiler's table of where `steps` training steps spend their time."""
+    import paddle.profiler as profiler
+
+    prof = profiler.Profiler(targets=[profiler.ProfilerTarget.CPU], scheduler=(1, steps + 1),
+                             on_trace_ready=lambda prof: None)  # no trace file
+    prof.start()
+    for i in range(steps + 1):
+        trainer.train_step(*batches[i % len(batches)])
+        prof.step()
+    prof.stop()
+    prof.summary(sorted_by=profiler.SortedKeys.CPUTotal, op_detail=False, thread_sep=False,
+                 time_unit="ms")
 
 
 def print_table(result, rates, retina):
