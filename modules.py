@@ -18,7 +18,7 @@ class Linear(nn.Linear):
     Its weight is (in_features, out_features), the transpose of PyTorch's.
 
     forward is x @ weight + bias as one addmm: F.linear adds the bias with a
-    separate broadcast add, which on CPU costs a fifth of the matmul itself.
+    separate broadcast add, which is slow on CPU next to this model's small matmuls.
     Input: (B, in_features). Output: (B, out_features).
     """
 
@@ -29,6 +29,12 @@ class Linear(nn.Linear):
 
     def forward(self, x):
         return paddle.addmm(self.bias, x, self.weight)
+
+
+def as_array(tensor):
+    """A NumPy view of a CPU Tensor's memory through DLPack (tensor.numpy() would
+    copy it: the whole batch, at every glimpse); a GPU Tensor is copied over."""
+    return np.from_dlpack(tensor if tensor.place.is_cpu_place() else tensor.cpu())
 
 
 def pixel_centres(l, height, width):
@@ -56,8 +62,9 @@ class Retina:
     "auto" takes "numpy" for a batch on the CPU (the fastest there: see
     benchmark.py) and "paddle" on any other device.
 
-    The gathers read the images in place, no padded copy: a pixel outside the
-    image reads the nearest edge pixel and is then multiplied by zero. Each patch's pixels are gathered in (g, g, f, f) order, f = size // g, so
+    The gathers read the images in place, with no padded copy: a pixel outside
+    the image reads the nearest edge pixel and is then multiplied by zero. Each
+    patch's pixels are gathered in (g, g, f, f) order, f = size // g, so
     that average pooling is a product with a vector of 1 / f^2.
     """
 
@@ -99,10 +106,7 @@ class Retina:
         if method == "paddle":
             return self.foveate_paddle(x, l)
         foveate = self.foveate_numpy if method == "numpy" else self.foveate_loop
-        # DLPack views a CPU Tensor's memory as an array; x.numpy() would copy the
-        # whole batch, at every glimpse.
-        images, locations = (np.from_dlpack(t if t.place.is_cpu_place() else t.cpu()) for t in (x, l))
-        return paddle.to_tensor(foveate(images, locations), place=x.place)
+        return paddle.to_tensor(foveate(as_array(x), as_array(l)), place=x.place)
 
     def pooling_vectors(self, xp):
         """Per scale, the (f * f,) vector of 1 / f^2 that average-pools it; xp is numpy or paddle."""
@@ -120,7 +124,7 @@ class Retina:
         cols = cols[:, None] + self.col_offsets
         inside = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
         index = np.clip(rows, 0, H - 1) * W + np.clip(cols, 0, W - 1)
-        # One flat take over the whole batch: (B, C, N) indices, channel (b, c) at (b * C + c) * H * W.
+        # One flat take over the whole batch: channel c of image b starts at (b * C + c) * H * W.
         index = index[:, None, :] + (np.arange(B * C) * (H * W)).reshape(B, C, 1)
         pixels = images.reshape(-1).take(index) * inside[:, None, :]  # zero outside the image
         return self.pool(pixels, self.pooling_vectors(np), np.concatenate)
