@@ -40,15 +40,15 @@ class RecurrentAttention(nn.Layer):
         batch_size = x.shape[0]
         h_t = paddle.zeros([batch_size, self.hidden_size], dtype=x.dtype)
         l_t = paddle.uniform([batch_size, 2], dtype=x.dtype, min=-1.0, max=1.0)
-        locations, log_pi, hidden_states = [], [], []
+        locations, log_pi, baselines = [], [], []
         for _ in range(self.num_glimpses):
             locations.append(l_t)
             h_t = self.rnn(self.sensor(x, l_t), h_t)
-            hidden_states.append(h_t)
             # The location chosen after the last glimpse is never looked at, but
             # its log_pi still enters the loss, as in the PyTorch reference.
             l_t, log_pi_t = self.locator(h_t)
             log_pi.append(log_pi_t)
+            baselines.append(self.baseliner(h_t))
         log_probas = self.classifier(h_t)
-        baselines = self.baseliner(paddle.stack(hidden_states, axis=1))
-        return log_probas, paddle.stack(log_pi, axis=1), baselines, paddle.stack(locations, axis=1)
+        return (log_probas, paddle.stack(log_pi, axis=1), paddle.stack(baselines, axis=1),
+                paddle.stack(locations, axis=1))

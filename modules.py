@@ -176,14 +176,6 @@ class Retina:
         return phi.reshape(B, -1)
 
 
-def sum_of_linears(a, fc_a, b, fc_b):
-    """fc_a(a) + fc_b(b) as one addmm on the concatenated inputs: one matmul and
-    one bias addition instead of two of each, the same sum up to float rounding.
-    Input: a (B, in_a), b (B, in_b). Output: (B, out)."""
-    weight = paddle.concat([fc_a.weight, fc_b.weight], axis=0)
-    return paddle.addmm(fc_a.bias + fc_b.bias, paddle.concat([a, b], axis=1), weight)
-
-
 class GlimpseNetwork(nn.Layer):
     """Mixes what the retina sees with where it looked:
 
@@ -208,8 +200,9 @@ class GlimpseNetwork(nn.Layer):
 
     def forward(self, x, l):
         phi = self.retina.foveate(x, l)
-        what, where = F.relu(self.fc1(phi)), F.relu(self.fc2(l))
-        return F.relu(sum_of_linears(what, self.fc3, where, self.fc4))
+        what = self.fc3(F.relu(self.fc1(phi)))
+        where = self.fc4(F.relu(self.fc2(l)))
+        return F.relu(what + where)
 
 
 class CoreNetwork(nn.Layer):
@@ -226,7 +219,7 @@ class CoreNetwork(nn.Layer):
         self.h2h = Linear(hidden_size, hidden_size)
 
     def forward(self, g_t, h_prev):
-        return F.relu(sum_of_linears(g_t, self.i2h, h_prev, self.h2h))
+        return F.relu(self.i2h(g_t) + self.h2h(h_prev))
 
 
 class LocationNetwork(nn.Layer):
@@ -274,15 +267,13 @@ class ActionNetwork(nn.Layer):
 class BaselineNetwork(nn.Layer):
     """Predicts the expected reward, b_t = fc(h_t.detach()), to reduce the
     variance of REINFORCE. The detach keeps its regression loss out of the core.
-    It takes all T states at once: one matmul instead of T small ones.
 
-    Input: h (B, T, hidden_size). Output: b (B, T).
+    Input: h_t (B, hidden_size). Output: b_t (B,).
     """
 
     def __init__(self, hidden_size):
         super().__init__()
         self.fc = Linear(hidden_size, 1)
 
-    def forward(self, h):
-        B, T, hidden_size = h.shape
-        return self.fc(h.detach().reshape([B * T, hidden_size])).reshape([B, T])
+    def forward(self, h_t):
+        return self.fc(h_t.detach()).squeeze(1)
