@@ -38,7 +38,7 @@ import paddle  # noqa: E402
 from config import get_config  # noqa: E402
 from data_loader import DataError, load_mnist  # noqa: E402
 from modules import Retina  # noqa: E402
-from trainer import Trainer, evaluate  # noqa: E402
+from trainer import Trainer, evaluate, ram_loss  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # (name, image side, g, k, s): the default glimpse, and a larger multi-scale one.
@@ -118,8 +118,6 @@ def retina_ms(methods, repeats, calls, batch_size, torch_worker=None):
 def profile_step(trainer, batches, steps):
     """Seconds per training step spent in the retina, the rest of the forward
     pass, the loss, the backward pass and Adam's update."""
-    from trainer import ram_loss
-
     parts = dict.fromkeys(["retina", "forward (rest)", "loss", "backward", "adam"], 0.0)
     retina = trainer.model.sensor.retina
     foveate = retina.foveate
