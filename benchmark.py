@@ -135,7 +135,7 @@ def profile_step(trainer, batches, steps):
             t0 = time.perf_counter()
             outputs = trainer.model(x)
             t1 = time.perf_counter()
-            loss, _ = ram_loss(*outputs[:3], y)
+            loss = ram_loss(*outputs[:3], y).total
             t2 = time.perf_counter()
             trainer.optimizer.clear_grad()
             loss.backward()

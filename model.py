@@ -19,7 +19,9 @@ class RecurrentAttention(nn.Layer):
     rnn.h2h, locator.fc, locator.fc_lt, classifier.fc, baseliner.fc) so that
     weights map one to one.
 
-    Input: x (B, C, H, W).
+    Input: x (B, C, H, W) and, optionally, l_0 (B, 2) and noise (B, T, 2), the
+    policy's standard-normal draws, to use instead of Paddle's random numbers
+    (align.py feeds PyTorch and Paddle the same ones).
     Output: log_probas (B, num_classes), log_pi (B, T), baselines (B, T) and
     locations (B, T, 2), the place of each glimpse (l_0 .. l_{T-1}).
     """
@@ -36,17 +38,19 @@ class RecurrentAttention(nn.Layer):
         self.classifier = ActionNetwork(hidden_size, num_classes)
         self.baseliner = BaselineNetwork(hidden_size)
 
-    def forward(self, x):
+    def forward(self, x, l_0=None, noise=None):
         batch_size = x.shape[0]
         h_t = paddle.zeros([batch_size, self.hidden_size], dtype=x.dtype)
-        l_t = paddle.uniform([batch_size, 2], dtype=x.dtype, min=-1.0, max=1.0)
+        if l_0 is None:
+            l_0 = paddle.uniform([batch_size, 2], dtype=x.dtype, min=-1.0, max=1.0)
+        l_t = l_0
         locations, log_pi, baselines = [], [], []
-        for _ in range(self.num_glimpses):
+        for t in range(self.num_glimpses):
             locations.append(l_t)
             h_t = self.rnn(self.sensor(x, l_t), h_t)
             # The location chosen after the last glimpse is never looked at, but
             # its log_pi still enters the loss, as in the PyTorch reference.
-            l_t, log_pi_t = self.locator(h_t)
+            l_t, log_pi_t = self.locator(h_t, None if noise is None else noise[:, t])
             log_pi.append(log_pi_t)
             baselines.append(self.baseliner(h_t))
         log_probas = self.classifier(h_t)

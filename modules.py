@@ -233,7 +233,9 @@ class LocationNetwork(nn.Layer):
     summed over the two coordinates, and the only path by which the loss reaches
     this network.
 
-    Input: h_t (B, hidden_size). Output: l_t (B, 2) without gradient, log_pi (B,).
+    Input: h_t (B, hidden_size) and, optionally, noise (B, 2): standard-normal
+    draws to use instead of sampling (align.py gives PyTorch and Paddle the same).
+    Output: l_t (B, 2) without gradient, log_pi (B,).
     """
 
     def __init__(self, hidden_size, std):
@@ -242,10 +244,11 @@ class LocationNetwork(nn.Layer):
         self.fc = Linear(hidden_size, hidden_size // 2)
         self.fc_lt = Linear(hidden_size // 2, 2)
 
-    def forward(self, h_t):
+    def forward(self, h_t, noise=None):
         mu = paddle.tanh(self.fc_lt(F.relu(self.fc(h_t.detach()))))
         policy = Normal(mu, paddle.full([], self.std, dtype=mu.dtype))
-        sample = policy.sample().detach()  # Normal.sample() is differentiable in Paddle
+        sample = policy.sample() if noise is None else mu + self.std * noise
+        sample = sample.detach()  # Normal.sample() is differentiable in Paddle
         log_pi = policy.log_prob(sample).sum(axis=1)
         return paddle.clip(sample, -1.0, 1.0), log_pi
 

@@ -2,6 +2,7 @@
 import json
 import os
 import time
+from typing import NamedTuple
 
 import numpy as np
 import paddle
@@ -24,6 +25,15 @@ class CheckpointError(Exception):
     """A checkpoint is missing or does not fit; the message is one line for the user."""
 
 
+class Loss(NamedTuple):
+    """The hybrid loss and its parts: total = action + baseline + 0.01 * reinforce."""
+    total: paddle.Tensor      # scalar
+    action: paddle.Tensor     # scalar: NLL of the classifier
+    baseline: paddle.Tensor   # scalar: MSE of the baselines against R
+    reinforce: paddle.Tensor  # scalar: mean over the batch of sum_t -log_pi_t * (R - b_t)
+    reward: paddle.Tensor     # (B,): R, 1 where the prediction is right
+
+
 def ram_loss(log_probas, log_pi, baselines, labels):
     """The hybrid loss of RAM: NLL for the classifier, MSE for the baseline and
     REINFORCE for the location policy, with reward R = 1 for a right answer.
@@ -33,7 +43,7 @@ def ram_loss(log_probas, log_pi, baselines, labels):
     Args:
         log_probas: (B, num_classes). log_pi, baselines: (B, T). labels: int64 (B,).
     Returns:
-        loss: scalar Tensor; reward: float (B,) Tensor, 1 where the prediction is right.
+        a Loss: the total, each term and the (B,) rewards.
     """
     if labels.ndim != 1:  # a (B, 1) label would broadcast `predicted == labels` to (B, B)
         raise ValueError(f"labels must have shape (B,), got {labels.shape}")
@@ -43,7 +53,8 @@ def ram_loss(log_probas, log_pi, baselines, labels):
     loss_baseline = F.mse_loss(baselines, rewards)
     # The baseline only centres the reward: no REINFORCE gradient flows into it.
     loss_reinforce = (-log_pi * (rewards - baselines.detach())).sum(axis=1).mean()
-    return loss_action + loss_baseline + 0.01 * loss_reinforce, reward
+    total = loss_action + loss_baseline + 0.01 * loss_reinforce
+    return Loss(total, loss_action, loss_baseline, loss_reinforce, reward)
 
 
 @paddle.no_grad()
@@ -63,9 +74,9 @@ def evaluate(model, loader, M, on_first_batch=None):
         log_probas, log_pi, baselines, locations = model(paddle.tile(x, [M, 1, 1, 1]))
         log_probas, log_pi, baselines = (t.reshape([M, B, -1]).mean(axis=0)
                                          for t in (log_probas, log_pi, baselines))
-        loss, reward = ram_loss(log_probas, log_pi, baselines, y)
-        total_loss += float(loss) * B
-        correct += float(reward.sum())
+        loss = ram_loss(log_probas, log_pi, baselines, y)
+        total_loss += float(loss.total) * B
+        correct += float(loss.reward.sum())
         count += B
         if i == 0 and on_first_batch is not None:
             on_first_batch(x, y, locations[:B], log_probas.argmax(axis=1))
@@ -214,9 +225,9 @@ class Trainer:
         with tqdm(total=num_train, desc=f"Epoch {epoch + 1}/{self.config.epochs}", unit="img",
                   leave=False) as bar:
             for i, (x, y) in enumerate(loader):
-                loss, reward = self.train_step(x, y)
-                total_loss += loss.detach() * len(y)
-                total_correct += reward.sum()
+                loss = self.train_step(x, y)
+                total_loss += loss.total.detach() * len(y)
+                total_correct += loss.reward.sum()
                 seen += len(y)
                 bar.update(len(y))
                 if (i + 1) % self.config.print_freq == 0:
@@ -226,13 +237,13 @@ class Trainer:
         return float(total_loss) / seen, 100.0 * float(total_correct) / seen
 
     def train_step(self, x, y):
-        """One Adam step on a batch. Returns the loss and the (B,) rewards."""
+        """One Adam step on a batch. Returns its Loss."""
         log_probas, log_pi, baselines, _ = self.model(x)
-        loss, reward = ram_loss(log_probas, log_pi, baselines, y)
+        loss = ram_loss(log_probas, log_pi, baselines, y)
         self.optimizer.clear_grad()
-        loss.backward()
+        loss.total.backward()
         self.optimizer.step()
-        return loss, reward
+        return loss
 
     def plot_saver(self, epoch):
         """A callback that stores the images, glimpse locations, labels and predictions

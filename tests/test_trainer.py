@@ -18,13 +18,15 @@ def test_loss_matches_hand_computation():
     log_pi = np.array([[-1.0, 0.5], [2.0, -0.25]], np.float32)
     baselines = np.array([[0.2, 0.6], [0.9, -0.1]], np.float32)
     labels = np.array([0, 1])  # first right (argmax 0), second wrong (argmax 2)
-    loss, reward = ram_loss(*map(paddle.to_tensor, (log_probas, log_pi, baselines, labels)))
+    loss = ram_loss(*map(paddle.to_tensor, (log_probas, log_pi, baselines, labels)))
     R = np.array([[1.0, 1.0], [0.0, 0.0]])
     nll = -(np.log(0.7) + np.log(0.3)) / 2
     mse = ((baselines - R) ** 2).mean()
     reinforce = (-log_pi * (R - baselines)).sum(axis=1).mean()
-    np.testing.assert_allclose(float(loss), nll + mse + 0.01 * reinforce, rtol=1e-6)
-    np.testing.assert_array_equal(reward.numpy(), [1.0, 0.0])
+    np.testing.assert_allclose(float(loss.total), nll + mse + 0.01 * reinforce, rtol=1e-6)
+    for term, expected in [(loss.action, nll), (loss.baseline, mse), (loss.reinforce, reinforce)]:
+        np.testing.assert_allclose(float(term), expected, rtol=1e-6)
+    np.testing.assert_array_equal(loss.reward.numpy(), [1.0, 0.0])
 
 
 def test_loss_refuses_column_labels():
@@ -39,13 +41,7 @@ def grads_after(loss_part):
     model = RecurrentAttention(4, 1, 1, 1, 8, 8, 0.1, 16, 10, 3)
     log_probas, log_pi, baselines, _ = model(paddle.randn([6, 1, 12, 12]))
     labels = paddle.to_tensor([0, 1, 2, 3, 4, 5])
-    rewards = (log_probas.argmax(axis=1) == labels).astype("float32").unsqueeze(1)
-    parts = {
-        "action": paddle.nn.functional.nll_loss(log_probas, labels),
-        "baseline": paddle.nn.functional.mse_loss(baselines, rewards.expand_as(baselines)),
-        "reinforce": (-log_pi * (rewards - baselines.detach())).sum(axis=1).mean(),
-    }
-    parts[loss_part].backward()
+    getattr(ram_loss(log_probas, log_pi, baselines, labels), loss_part).backward()
     return {name: (0.0 if p.grad is None else float(p.grad.abs().sum()))
             for name, p in model.named_parameters()}
 
@@ -82,7 +78,7 @@ def test_learns_256_real_mnist_images():
     model.train()
     for _ in range(400):
         batch = paddle.to_tensor(order.choice(256, 128, replace=False))
-        loss, _ = ram_loss(*model(x[batch])[:3], y[batch])
+        loss = ram_loss(*model(x[batch])[:3], y[batch]).total
         optimizer.clear_grad()
         loss.backward()
         optimizer.step()
