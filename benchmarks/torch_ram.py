@@ -76,36 +76,50 @@ class RecurrentAttention(nn.Module):
         self.baseliner = nn.Module()
         self.baseliner.fc = nn.Linear(hidden_size, 1)
 
-    def step(self, x, l_prev, h_prev):
+    def step(self, x, l_prev, h_prev, noise=None):
+        """One glimpse, as the reference's forward(); noise (B, 2), if given, replaces
+        the standard-normal draw of rsample(). Returns h_t, l_t, b_t, log_pi, mu."""
         s = self.sensor
         phi = self.retina.foveate(x, l_prev)
         g_t = F.relu(s.fc3(F.relu(s.fc1(phi))) + s.fc4(F.relu(s.fc2(l_prev))))
         h_t = F.relu(self.rnn.i2h(g_t) + self.rnn.h2h(h_prev))
         mu = torch.tanh(self.locator.fc_lt(F.relu(self.locator.fc(h_t.detach()))))
-        l_t = torch.distributions.Normal(mu, self.std).rsample().detach()
-        log_pi = torch.distributions.Normal(mu, self.std).log_prob(l_t).sum(dim=1)
+        policy = torch.distributions.Normal(mu, self.std)
+        l_t = (policy.rsample() if noise is None else mu + self.std * noise).detach()
+        log_pi = policy.log_prob(l_t).sum(dim=1)
         b_t = self.baseliner.fc(h_t.detach()).squeeze(1)
-        return h_t, torch.clamp(l_t, -1, 1), b_t, log_pi
+        return h_t, torch.clamp(l_t, -1, 1), b_t, log_pi, mu
 
-    def episode(self, x):
+    def episode(self, x, l_0=None, noise=None, record=None):
+        """T glimpses, as the reference's trainer runs them. l_0 (B, 2) and noise
+        (B, T, 2), if given, replace the random draws; record, a dict of lists, if
+        given, collects h_t, mu_t, l_t, b_t and log_pi_t of every glimpse."""
         B = x.shape[0]
         h_t = torch.zeros(B, self.hidden_size)
-        l_t = torch.empty(B, 2).uniform_(-1, 1)
+        l_t = torch.empty(B, 2).uniform_(-1, 1) if l_0 is None else l_0
         log_pi, baselines = [], []
-        for _ in range(self.num_glimpses):
-            h_t, l_t, b_t, p = self.step(x, l_t, h_t)
+        for t in range(self.num_glimpses):
+            h_t, l_t, b_t, p, mu = self.step(x, l_t, h_t, None if noise is None else noise[:, t])
             log_pi.append(p)
             baselines.append(b_t)
+            if record is not None:
+                for name, value in zip(["h", "mu", "l", "b", "log_pi"], [h_t, mu, l_t, b_t, p]):
+                    record.setdefault(name, []).append(value)
         log_probas = F.log_softmax(self.classifier.fc(h_t), dim=1)
         return log_probas, torch.stack(log_pi, 1), torch.stack(baselines, 1)
 
 
-def loss_fn(log_probas, log_pi, baselines, y):
+def loss_terms(log_probas, log_pi, baselines, y):
+    """The reference's hybrid loss, term by term: (action, baseline, reinforce, R)."""
     predicted = log_probas.argmax(1)
     R = (predicted.detach() == y).float().unsqueeze(1).repeat(1, log_pi.shape[1])
-    loss = (F.nll_loss(log_probas, y) + F.mse_loss(baselines, R)
-            + 0.01 * torch.sum(-log_pi * (R - baselines.detach()), dim=1).mean())
-    return loss, (predicted == y).float()
+    reinforce = torch.sum(-log_pi * (R - baselines.detach()), dim=1).mean()
+    return F.nll_loss(log_probas, y), F.mse_loss(baselines, R), reinforce, R[:, 0]
+
+
+def loss_fn(log_probas, log_pi, baselines, y):
+    action, baseline, reinforce, reward = loss_terms(log_probas, log_pi, baselines, y)
+    return action + baseline + 0.01 * reinforce, reward
 
 
 @torch.no_grad()
@@ -180,8 +194,19 @@ def main():
     parser.add_argument("--M", type=int, default=10)
     parser.add_argument("--data_dir", default="data/MNIST")
     parser.add_argument("--log", default="logs/torch_reference_30.log")
+    parser.add_argument("--ckpt", default=None,
+                        help="also save the best epoch here, as the reference's trainer saves "
+                             "<model_name>_model_best.pth.tar")
+    parser.add_argument("--test", metavar="PTH_TAR", default=None,
+                        help="only test this reference checkpoint, as the reference's test() does")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
+    if args.test:
+        model = RecurrentAttention()
+        model.load_state_dict(torch.load(args.test, weights_only=True)["model_state"])
+        test_acc = evaluate(model, *load_mnist(args.data_dir, "test"), args.M, 128)
+        print(f"test {args.test} (M={args.M}, seed {args.seed}): error {100 - test_acc:.2f}%")
+        return
     images, labels = load_mnist(args.data_dir, "train")
     train_idx, valid_idx = train_valid_split(len(labels), 0.1, args.seed)
     test_images, test_labels = load_mnist(args.data_dir, "test")
@@ -208,6 +233,10 @@ def main():
             valid_acc = evaluate(model, images[valid_idx], labels[valid_idx], args.M, 128)
             if valid_acc > best_acc:
                 best_acc, best_state = valid_acc, {k: v.clone() for k, v in model.state_dict().items()}
+                if args.ckpt:  # the reference's checkpoint dict
+                    torch.save({"epoch": epoch + 1, "model_state": model.state_dict(),
+                                "optim_state": optimizer.state_dict(),
+                                "best_valid_acc": best_acc}, args.ckpt)
             line = (f"epoch {epoch + 1} train_loss {total_loss / len(order):.4f} train_acc "
                     f"{100 * total_correct / len(order):.2f} valid_acc {valid_acc:.2f} valid_err "
                     f"{100 - valid_acc:.2f} seconds {time.time() - start:.1f}")
