@@ -74,6 +74,13 @@ def torch_mirror():
 # ----------------------------------------------------------------- conversion
 
 
+def swap_layout(array):
+    """A PyTorch Linear weight [out, in] as Paddle's [in, out], or back: a 2-D array
+    is transposed (and made contiguous), a bias is kept."""
+    array = np.asarray(array)
+    return np.ascontiguousarray(array.T) if array.ndim == 2 else array
+
+
 def load_torch_checkpoint(path):
     torch = import_torch()
     if not os.path.isfile(path):
@@ -84,8 +91,9 @@ def load_torch_checkpoint(path):
         raise AlignError(f"{path}: not a PyTorch checkpoint, or damaged "
                          f"({type(err).__name__})") from None
     if not isinstance(state, dict) or "model_state" not in state:
+        holds = sorted(state)[:6] if isinstance(state, dict) else type(state).__name__
         raise AlignError(f"{path}: not a checkpoint of the PyTorch reference (no model_state; "
-                         f"it holds {sorted(state)[:6] if isinstance(state, dict) else type(state).__name__})")
+                         f"it holds {holds})")
     return state
 
 
@@ -137,12 +145,11 @@ def torch_to_paddle(state, config):
                          f"unexpected {extra}")
     weights = {}
     for name, param in ours.items():
-        value = theirs[name].detach().cpu().numpy()
-        value = value.T if value.ndim == 2 else value
+        value = swap_layout(theirs[name].detach().cpu().numpy())
         if list(value.shape) != list(param.shape):
             raise AlignError(f"{name}: shape {list(theirs[name].shape)} does not fit "
                              f"{list(param.shape)} (Paddle's layout)")
-        weights[name] = paddle.to_tensor(np.ascontiguousarray(value))
+        weights[name] = paddle.to_tensor(value)
     lr = config.init_lr
     optimizer = {}
     optim_state = state.get("optim_state") or {}
@@ -150,12 +157,12 @@ def torch_to_paddle(state, config):
         lr = float(optim_state["param_groups"][0]["lr"])
         # torch numbers the parameters in model.parameters() order, which is ours.
         for index, (name, generated) in enumerate(paddle_names(model).items()):
-            slot = optim_state["state"][index]
+            slot = optim_state["state"].get(index)
+            if slot is None:  # a parameter Adam has not stepped yet
+                continue
             step = int(float(slot["step"]))
             for key, moment in [("moment1", slot["exp_avg"]), ("moment2", slot["exp_avg_sq"])]:
-                moment = moment.cpu().numpy()
-                optimizer[f"{generated}_{key}_0"] = paddle.to_tensor(
-                    np.ascontiguousarray(moment.T if moment.ndim == 2 else moment))
+                optimizer[f"{generated}_{key}_0"] = paddle.to_tensor(swap_layout(moment.cpu().numpy()))
             # Paddle keeps beta^(step + 1), the power for the next step.
             for key, beta in [("beta1_pow_acc", BETA1), ("beta2_pow_acc", BETA2)]:
                 optimizer[f"{generated}_{key}_0"] = paddle.to_tensor(
@@ -193,8 +200,7 @@ def paddle_to_torch(state):
         config.loc_hidden, config.std, config.hidden_size, 10, config.num_glimpses)
     model_state = {}
     for name in mirror.state_dict():
-        value = np.asarray(state["model"][name])
-        model_state[name] = torch.from_numpy(np.ascontiguousarray(value.T if value.ndim == 2 else value))
+        model_state[name] = torch.from_numpy(swap_layout(state["model"][name]))
     mirror.load_state_dict(model_state)
     lr = float(state["optimizer"].get("LR_Scheduler", {}).get("last_lr", config.init_lr))
     optimizer = torch.optim.Adam(mirror.parameters(), lr=lr)
@@ -204,11 +210,10 @@ def paddle_to_torch(state):
             continue  # no Adam step taken yet
         beta2_pow = float(np.asarray(state["optimizer"][f"{generated}_beta2_pow_acc_0"])[0])
         if beta2_pow <= 0:
-            raise AlignError(f"Adam's step count is lost (beta2^t underflowed after ~100,000 steps)")
+            raise AlignError("Adam's step count is lost (beta2^t underflows after ~100,000 steps)")
         slot = {"step": torch.tensor(float(round(math.log(beta2_pow) / math.log(BETA2)) - 1))}
         for key, moment in [("exp_avg", "moment1"), ("exp_avg_sq", "moment2")]:
-            value = np.asarray(state["optimizer"][f"{generated}_{moment}_0"])
-            slot[key] = torch.from_numpy(np.ascontiguousarray(value.T if value.ndim == 2 else value))
+            slot[key] = torch.from_numpy(swap_layout(state["optimizer"][f"{generated}_{moment}_0"]))
         optim_state["state"][index] = slot
     return {"epoch": state["epoch"], "model_state": model_state, "optim_state": optim_state,
             "best_valid_acc": state["best_valid_acc"]}
@@ -308,24 +313,23 @@ def check(batch_size=32, steps=3, seed=0, sizes=None, data_dir="data/MNIST"):
         torch_total.backward()
         if step == 0:
             for name, param in model.named_parameters():
-                theirs = mirror.get_parameter(name).grad.numpy()
                 report.compare(f"gradient {name}", param.grad.numpy(),
-                               theirs.T if theirs.ndim == 2 else theirs, GRADIENT_TOLERANCE)
+                               swap_layout(mirror.get_parameter(name).grad.numpy()),
+                               GRADIENT_TOLERANCE)
         optimizer.step()
         torch_optimizer.step()
     for hook in hooks:
         hook.remove()
     for name, param in model.named_parameters():
-        theirs = mirror.get_parameter(name).detach().numpy()
         report.compare(f"after {steps} Adam steps {name}", param.numpy(),
-                       theirs.T if theirs.ndim == 2 else theirs, GRADIENT_TOLERANCE)
+                       swap_layout(mirror.get_parameter(name).detach().numpy()), GRADIENT_TOLERANCE)
     # The metric: accuracy of the trained weights on the batch, same l_0 and draws.
     l_0 = rng.uniform(-1, 1, size=(batch_size, 2)).astype(np.float32)
     noise = rng.standard_normal(size=(batch_size, T, 2)).astype(np.float32)
     with paddle.no_grad():
         ours = model(paddle.to_tensor(x), paddle.to_tensor(l_0), paddle.to_tensor(noise))[0]
     with torch.no_grad():
-        theirs = mirror.episode(torch.from_numpy(x), torch.from_numpy(l_0), torch.from_numpy(noise))[0]
+        theirs = mirror.episode(*map(torch.from_numpy, (x, l_0, noise)))[0]
     accuracy = [100.0 * float((p.argmax(1) == y).mean()) for p in (ours.numpy(), theirs.numpy())]
     report.compare("metric accuracy (%)", accuracy[0], accuracy[1], 0.0)
     return report
@@ -373,9 +377,8 @@ def main(argv=None):
             torch.save(paddle_to_torch(state), out)
             print(f"[*] {args.to_torch} -> {out}")
         else:
-            sizes = {name: getattr(args, name) for name in OPTIONS + ["glimpse_hidden", "loc_hidden",
-                                                                     "hidden_size"]
-                     if getattr(args, name) is not None}
+            names = OPTIONS + ["glimpse_hidden", "loc_hidden", "hidden_size"]
+            sizes = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
             report = check(sizes=sizes, data_dir=args.data_dir)
             os.makedirs(os.path.dirname(args.report) or ".", exist_ok=True)
             summary = (f"{len(report.lines) - report.failures} of {len(report.lines)} comparisons "
