@@ -90,6 +90,16 @@ class Retina:
         self.row_offsets = np.concatenate(self.row_offsets)
         self.col_offsets = np.concatenate(self.col_offsets)
 
+    def patch_boxes(self, locations, height, width):
+        """Where each patch lies in the image, for drawing it: an int array (B, k, 4)
+        of top, left, bottom, right (the last two exclusive), clipped at the border
+        (the patch holds zeros beyond it). locations: float32 array (B, 2)."""
+        rows, cols = pixel_centres(locations, height, width)
+        sizes = np.array(self.sizes)
+        top, left = rows[:, None] - sizes // 2, cols[:, None] - sizes // 2
+        return np.stack([np.clip(top, 0, height), np.clip(left, 0, width),
+                         np.clip(top + sizes, 0, height), np.clip(left + sizes, 0, width)], axis=-1)
+
     def foveate(self, x, l):
         """The glimpse phi of every image at its location.
 

@@ -1,4 +1,5 @@
 """Training, validation, test and checkpoints of the Recurrent Attention Model."""
+import glob
 import json
 import os
 import time
@@ -170,6 +171,8 @@ class Trainer:
         elif os.path.exists(self.ckpt_path(best=False)):
             print(f"[!] Starting afresh: {self.name}'s checkpoints in {config.ckpt_dir} will be "
                   f"overwritten (use --resume=True to continue them)")
+        if not config.resume:
+            self.remove_old_glimpses()
         with open(log_path, "a" if config.resume else "w") as log:
             event = f"resumed after epoch {self.start_epoch}" if config.resume else "started"
             log.write(f"# {event} {time.strftime('%Y-%m-%d %H:%M:%S')} paddle {paddle.__version__} "
@@ -245,9 +248,22 @@ class Trainer:
         self.optimizer.step()
         return loss
 
+    def remove_old_glimpses(self):
+        """A fresh run's glimpse files must not mix with an older run's epochs, which
+        plot_glimpses.py would take for this run's."""
+        folder = os.path.join(self.config.plot_dir, self.name)
+        old = glob.glob(os.path.join(folder, "glimpses_epoch*.npz"))
+        old += glob.glob(os.path.join(folder, "glimpses_epoch*.gif"))
+        if old:
+            print(f"[!] Starting afresh: removing {len(old)} glimpse files of an earlier run "
+                  f"from {folder}")
+            for path in old:
+                os.remove(path)
+
     def plot_saver(self, epoch):
         """A callback that stores the images, glimpse locations, labels and predictions
-        of the first validation batch, every --plot_freq epochs; None on other epochs."""
+        of the first validation batch (up to 9 images, the same every epoch) and the
+        retina's options, every --plot_freq epochs; None on other epochs."""
         if (epoch + 1) % self.config.plot_freq != 0:
             return None
         folder = os.path.join(self.config.plot_dir, self.name)
@@ -257,7 +273,10 @@ class Trainer:
             n = min(9, len(y))
             np.savez_compressed(os.path.join(folder, f"glimpses_epoch{epoch + 1}.npz"),
                                 images=x[:n].numpy(), labels=y[:n].numpy(),
-                                locations=locations[:n].numpy(), predicted=predicted[:n].numpy())
+                                locations=locations[:n].numpy(), predicted=predicted[:n].numpy(),
+                                patch_size=self.config.patch_size,
+                                num_patches=self.config.num_patches,
+                                glimpse_scale=self.config.glimpse_scale)
         return save
 
     def test(self, test_loader):

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
 from tests.helpers import MNIST_DIR, ROOT, write_fake_mnist
 from utils import usable_cores
 
@@ -22,7 +24,9 @@ def test_train_one_epoch_then_evaluate(tmp_path):
     log = (tmp_path / "logs" / "ram_6_8x8_1.log").read_text().splitlines()
     assert log[0].startswith("# started") and log[1].startswith("epoch 1 lr 3.000e-04 train_loss")
     assert f'"num_threads": {usable_cores()}' in log[0]  # --num_threads 0: every usable core
-    assert (tmp_path / "plots" / "ram_6_8x8_1" / "glimpses_epoch1.npz").exists()
+    with np.load(tmp_path / "plots" / "ram_6_8x8_1" / "glimpses_epoch1.npz") as saved:
+        assert saved["locations"].shape == (9, 6, 2) and saved["images"].shape == (9, 1, 28, 28)
+        assert (saved["patch_size"], saved["num_patches"], saved["glimpse_scale"]) == (8, 1, 1)
 
     test = cli(tmp_path, "--is_train=False", "--M", "2", "--data_dir", MNIST_DIR)
     assert test.returncode == 0, test.stderr

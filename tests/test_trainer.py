@@ -180,6 +180,18 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
         def figures(f):
             return [line.split(" seconds")[0] for line in f if line.startswith("epoch")]
         assert figures(a) == figures(b)
+    # Resuming keeps the glimpses of the epochs before.
+    assert sorted(os.listdir(tmp_path / "b" / "plots" / "ram_3_4x4_2")) == [
+        f"glimpses_epoch{epoch}.npz" for epoch in range(1, 5)]
+
+
+def test_a_fresh_run_removes_an_earlier_runs_glimpses(tmp_path):
+    run(tiny_config(tmp_path, "--epochs", "3"))
+    folder = tmp_path / "plots" / "ram_3_4x4_2"
+    (folder / "glimpses_epoch3.gif").write_bytes(b"GIF89a")
+    (folder / "notes.txt").write_text("mine")
+    run(tiny_config(tmp_path, "--epochs", "1"))
+    assert sorted(os.listdir(folder)) == ["glimpses_epoch1.npz", "notes.txt"]
 
 
 def test_checkpoint_with_other_model_options_is_refused(tmp_path):

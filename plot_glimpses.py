@@ -1,0 +1,258 @@
+"""See what the agent looked at.
+
+    python plot_glimpses.py --plot_dir plots/ram_6_8x8_1/            # the latest epoch's GIF
+    python plot_glimpses.py --plot_dir plots/ram_6_8x8_1/ --epoch 30 --fps 2 --out glimpses.gif
+    python plot_glimpses.py --plot_dir plots/ram_6_8x8_1/ --figures   # and the three figures
+
+The GIF has one frame per glimpse: every image of the saved validation batch with
+its current glimpse as k nested boxes (one per patch, clipped at the border), the
+earlier fixations as a fading path, and the predicted and true labels on the last
+frame. The boxes come from the Retina itself (Retina.patch_boxes), so they sit on
+the pixels the network was given.
+
+--figures also writes plots/bbox.png (an MNIST digit with the k nested boxes of a
+multi-scale glimpse), plots/glimpses.png (those k patches as the network sees them,
+each pooled to g x g by the Retina) and plots/<model_name>_curves.png (training and
+validation loss and error per epoch, from logs/<model_name>.log).
+"""
+import argparse
+import os
+import re
+import sys
+import warnings
+
+warnings.filterwarnings("ignore", message="No ccache found")
+import logging  # noqa: E402
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")  # files only, no screen
+logging.getLogger("matplotlib.animation").setLevel(logging.WARNING)  # Paddle logs INFO to stderr
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
+
+from data_loader import MNIST_MEAN, MNIST_STD, DataError, load_mnist  # noqa: E402
+from modules import Retina, pixel_centres  # noqa: E402
+
+BOX_COLOURS = ["#ff3b30", "#ffcc00", "#34c759", "#0a84ff"]  # the smallest patch first
+
+
+class PlotError(Exception):
+    """Missing or unusable input; the message is one line that names what exists."""
+
+
+def saved_epochs(plot_dir):
+    if not os.path.isdir(plot_dir):
+        raise PlotError(f"no plot directory {plot_dir}: train first (python main.py), which "
+                        f"saves glimpses under <plot_dir>/<model_name>/")
+    epochs = sorted(int(m.group(1)) for path in os.listdir(plot_dir)
+                    if (m := re.fullmatch(r"glimpses_epoch(\d+)\.npz", path)))
+    if not epochs:
+        raise PlotError(f"{plot_dir} holds no glimpses_epoch<N>.npz (it holds "
+                        f"{sorted(os.listdir(plot_dir))[:5] or 'nothing'})")
+    return epochs
+
+
+def load_glimpses(plot_dir, epoch=None):
+    """The saved batch of one epoch (the latest if None) as a dict of arrays."""
+    epochs = saved_epochs(plot_dir)
+    epoch = epochs[-1] if epoch is None else epoch
+    if epoch not in epochs:
+        raise PlotError(f"epoch {epoch} was not saved in {plot_dir}; saved epochs: "
+                        f"{', '.join(map(str, epochs))}")
+    with np.load(os.path.join(plot_dir, f"glimpses_epoch{epoch}.npz")) as data:
+        saved = dict(data)
+    saved["epoch"] = epoch
+    return saved
+
+
+def retina_of(saved, args):
+    """The Retina the glimpses were taken with: the options saved with them (older
+    files lack them: then --patch_size, --num_patches and --glimpse_scale, which
+    default to main.py's)."""
+    options = {}
+    for name, default in [("patch_size", 8), ("num_patches", 1), ("glimpse_scale", 1)]:
+        given = getattr(args, name)
+        if name in saved:
+            if given is not None and given != int(saved[name]):
+                raise PlotError(f"--{name} {given}, but the glimpses were saved with {int(saved[name])}")
+            options[name] = int(saved[name])
+        else:
+            options[name] = default if given is None else given
+    return Retina(options["patch_size"], options["num_patches"], options["glimpse_scale"])
+
+
+def draw_boxes(ax, boxes, alpha=1.0):
+    """k nested boxes (k, 4) of top, left, bottom, right in pixels. A pixel (r, c) of
+    imshow covers [c - 0.5, c + 0.5] x [r - 0.5, r + 0.5]."""
+    patches = []
+    for i, (top, left, bottom, right) in enumerate(boxes):
+        patches.append(ax.add_patch(Rectangle(
+            (left - 0.5, top - 0.5), right - left, bottom - top, fill=False, linewidth=1.5,
+            edgecolor=BOX_COLOURS[i % len(BOX_COLOURS)], alpha=alpha)))
+    return patches
+
+
+def glimpse_gif(saved, retina, out, fps):
+    """One frame per glimpse step, every saved image in a grid. Returns the frame count."""
+    images = saved["images"][:, 0] * MNIST_STD + MNIST_MEAN  # back to [0, 1] for display
+    n, steps = len(images), saved["locations"].shape[1]
+    H, W = images.shape[1:]
+    boxes = np.stack([retina.patch_boxes(saved["locations"][:, t], H, W) for t in range(steps)],
+                     axis=1)  # (n, T, k, 4)
+    rows, cols = (a.reshape(n, steps) for a in pixel_centres(saved["locations"].reshape(-1, 2), H, W))
+    side = int(np.ceil(np.sqrt(n)))
+    fig, axes = plt.subplots(side, side, figsize=(2.2 * side, 2.3 * side), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    artists = []
+
+    def frame(t):
+        for artist in artists:
+            artist.remove()
+        artists.clear()
+        for i, ax in enumerate(axes.flat[:n]):
+            if t == 0:
+                ax.imshow(images[i], cmap="gray", vmin=0, vmax=1)
+            # Earlier fixations fade with age; the current one is a dot.
+            for s in range(t):
+                artists.extend(ax.plot(cols[i, s:s + 2], rows[i, s:s + 2], color="#0a84ff",
+                                       alpha=0.25 + 0.5 * (s + 1) / steps, linewidth=1.2))
+            artists.extend(ax.plot(cols[i, t], rows[i, t], "o", color="#0a84ff", markersize=3))
+            artists.extend(draw_boxes(ax, boxes[i, t]))
+            last = t == steps - 1
+            right = saved["predicted"][i] == saved["labels"][i]
+            ax.set_title(f"pred {saved['predicted'][i]} / true {saved['labels'][i]}" if last
+                         else f"glimpse {t + 1} of {steps}", fontsize=9,
+                         color=("green" if right else "red") if last else "black")
+        fig.suptitle(f"epoch {saved['epoch']}", fontsize=10)
+        return artists
+
+    animation = FuncAnimation(fig, frame, frames=steps, blit=False)
+    animation.save(out, writer=PillowWriter(fps=fps))
+    plt.close(fig)
+    return steps
+
+
+def figures(retina, location, data_dir, out_dir):
+    """bbox.png and glimpses.png: the first MNIST test digit seen by `retina` at `location`."""
+    import paddle
+
+    images, labels = load_mnist(data_dir, "test")
+    image = images[:1]
+    l = np.array([location], np.float32)
+    H, W = image.shape[2:]
+    fig, ax = plt.subplots(figsize=(3.2, 3.4))
+    ax.imshow(image[0, 0] * MNIST_STD + MNIST_MEAN, cmap="gray", vmin=0, vmax=1)
+    draw_boxes(ax, retina.patch_boxes(l, H, W)[0])
+    ax.set_title(f"{retina.num_patches} patches of {', '.join(map(str, retina.sizes))} px "
+                 f"at l = ({location[0]:g}, {location[1]:g}), clipped at the border", fontsize=8)
+    ax.axis("off")
+    bbox = os.path.join(out_dir, "bbox.png")
+    fig.savefig(bbox, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+
+    g, k = retina.patch_size, retina.num_patches
+    phi = retina.foveate(paddle.to_tensor(image), paddle.to_tensor(l)).numpy().reshape(k, g, g)
+    fig, axes = plt.subplots(1, k, figsize=(2.2 * k, 2.7), squeeze=False)
+    fig.suptitle("what the network sees; outside the image the retina reads zeros of the "
+                 "normalised image, shown grey", fontsize=8)
+    for i, ax in enumerate(axes[0]):
+        ax.imshow(phi[i] * MNIST_STD + MNIST_MEAN, cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"{retina.sizes[i]}x{retina.sizes[i]} -> {g}x{g}", fontsize=9,
+                     color=BOX_COLOURS[i % len(BOX_COLOURS)])
+        ax.axis("off")
+    glimpses = os.path.join(out_dir, "glimpses.png")
+    fig.savefig(glimpses, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return bbox, glimpses
+
+
+def read_log(path):
+    """Per epoch (the last line of each, if a resumed run repeated one): train and
+    valid loss and error (%)."""
+    if not os.path.isfile(path):
+        raise PlotError(f"no training log at {path}: pass --logs_dir, or train first")
+    epochs = {}
+    with open(path) as f:
+        for line in f:
+            if line.startswith("epoch "):
+                fields = line.split()
+                values = dict(zip(fields[0::2], fields[1::2]))
+                epochs[int(values["epoch"])] = (float(values["train_loss"]),
+                                                float(values["valid_loss"]),
+                                                100 - float(values["train_acc"]),
+                                                float(values["valid_err"]))
+    if not epochs:
+        raise PlotError(f"{path} has no epoch lines yet")
+    numbers = sorted(epochs)
+    return numbers, np.array([epochs[e] for e in numbers])
+
+
+def curves(log_path, out):
+    numbers, values = read_log(log_path)
+    fig, (loss_ax, error_ax) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for column, ax, label in [(0, loss_ax, "train"), (1, loss_ax, "validation"),
+                              (2, error_ax, "train"), (3, error_ax, "validation")]:
+        ax.plot(numbers, values[:, column], marker="." if len(numbers) < 40 else None, label=label)
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="loss (NLL + MSE + 0.01 REINFORCE)")
+    error_ax.set(xlabel="epoch", ylabel="error (%)", yscale="log",
+                 title=f"error (validation: M repeats); best {values[:, 3].min():.2f}%")
+    error_ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    error_ax.yaxis.set_minor_formatter(NullFormatter())
+    for ax in (loss_ax, error_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=150)
+    plt.close(fig)
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--plot_dir", required=True,
+                        help="the glimpses of one model: <plot_dir>/<model_name>/ of main.py")
+    parser.add_argument("--epoch", type=int, default=None, help="which epoch (default: the latest)")
+    parser.add_argument("--out", default=None,
+                        help="the GIF (default: <plot_dir>/glimpses_epoch<N>.gif)")
+    parser.add_argument("--fps", type=float, default=1.5, help="frames (glimpse steps) per second")
+    parser.add_argument("--figures", action="store_true",
+                        help="also write bbox.png, glimpses.png and <model_name>_curves.png")
+    parser.add_argument("--figures_dir", default="plots", help="where --figures writes")
+    parser.add_argument("--logs_dir", default="logs", help="where main.py wrote <model_name>.log")
+    parser.add_argument("--data_dir", default="data/MNIST", help="MNIST, for bbox.png")
+    parser.add_argument("--location", type=float, nargs=2, default=[0.1, -0.15],
+                        metavar=("X", "Y"), help="the glimpse of bbox.png, in [-1, 1]^2")
+    for name in ["patch_size", "num_patches", "glimpse_scale"]:
+        parser.add_argument(f"--{name}", type=int, default=None,
+                            help="the retina, if the saved glimpses do not say (main.py's "
+                                 "default); for --figures' bbox.png, default 8, 3, 2")
+    args = parser.parse_args(argv)
+    try:
+        saved = load_glimpses(args.plot_dir, args.epoch)
+        retina = retina_of(saved, args)
+        out = args.out or os.path.join(args.plot_dir, f"glimpses_epoch{saved['epoch']}.gif")
+        frames = glimpse_gif(saved, retina, out, args.fps)
+        print(f"[*] {out}: {frames} frames (glimpses) of {len(saved['labels'])} images, "
+              f"epoch {saved['epoch']}")
+        if args.figures:
+            os.makedirs(args.figures_dir, exist_ok=True)
+            figure_retina = Retina(args.patch_size or 8, args.num_patches or 3,
+                                   args.glimpse_scale or 2)
+            for path in figures(figure_retina, args.location, args.data_dir, args.figures_dir):
+                print(f"[*] {path}")
+            name = os.path.basename(os.path.normpath(args.plot_dir))
+            path = curves(os.path.join(args.logs_dir, f"{name}.log"),
+                          os.path.join(args.figures_dir, f"{name}_curves.png"))
+            print(f"[*] {path}")
+    except (PlotError, DataError) as err:
+        sys.exit(f"[!] {err}")
+
+
+if __name__ == "__main__":
+    main()

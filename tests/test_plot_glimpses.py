@@ -1,0 +1,84 @@
+"""plot_glimpses.py: boxes where the retina cuts, one GIF frame per glimpse, figures, errors."""
+import numpy as np
+import paddle
+import pytest
+from PIL import Image
+
+import plot_glimpses
+from modules import Retina
+from tests.helpers import MNIST_DIR
+
+
+@pytest.mark.parametrize("location", [(0.0, 0.0), (0.93, -0.6), (-1.0, 1.0), (0.31, 0.77)])
+def test_boxes_sit_where_the_retina_cuts(location):
+    """Each box, filled with the image's pixels and zeros beyond the border, then
+    pooled to g x g, is exactly the retina's patch at that scale."""
+    H = W = 28
+    image = np.arange(H * W, dtype=np.float32).reshape(1, 1, H, W) + 1
+    retina = Retina(4, 3, 2)
+    l = np.array([location], np.float32)
+    phi = retina.foveate(paddle.to_tensor(image), paddle.to_tensor(l)).numpy().reshape(3, 4, 4)
+    boxes = retina.patch_boxes(l, H, W)[0]
+    rows, cols = (int(0.5 * (location[1] + 1) * H), int(0.5 * (location[0] + 1) * W))
+    for i, (size, (top, left, bottom, right)) in enumerate(zip(retina.sizes, boxes)):
+        # The box is the patch's square, clipped: centred as the retina centres it.
+        assert (top, left) == (max(rows - size // 2, 0), max(cols - size // 2, 0))
+        assert (bottom, right) == (min(rows - size // 2 + size, H), min(cols - size // 2 + size, W))
+        patch = np.zeros((size, size), np.float32)
+        patch[top - (rows - size // 2):bottom - (rows - size // 2),
+              left - (cols - size // 2):right - (cols - size // 2)] = image[0, 0, top:bottom, left:right]
+        f = size // 4
+        np.testing.assert_allclose(patch.reshape(4, f, 4, f).mean(axis=(1, 3)), phi[i], rtol=1e-6)
+
+
+def saved_batch(folder, epoch, steps=4):
+    rng = np.random.default_rng(epoch)
+    np.savez_compressed(folder / f"glimpses_epoch{epoch}.npz",
+                        images=rng.normal(size=(5, 1, 28, 28)).astype(np.float32),
+                        labels=np.arange(5), predicted=np.array([0, 1, 2, 0, 4]),
+                        locations=rng.uniform(-1, 1, size=(5, steps, 2)).astype(np.float32),
+                        patch_size=8, num_patches=2, glimpse_scale=2)
+
+
+def test_gif_has_one_frame_per_glimpse_and_figures_are_written(tmp_path):
+    folder = tmp_path / "plots" / "ram_4_8x8_2"
+    folder.mkdir(parents=True)
+    saved_batch(folder, 1)
+    saved_batch(folder, 3)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "ram_4_8x8_2.log").write_text(
+        "# started ...\n"
+        "epoch 1 lr 3.000e-04 train_loss 2.0 train_acc 30.0 valid_loss 1.5 valid_acc 50.0 "
+        "valid_err 50.00 seconds 1.0 samples_per_s 100\n"
+        "epoch 2 lr 3.000e-04 train_loss 1.0 train_acc 60.0 valid_loss 0.9 valid_acc 70.0 "
+        "valid_err 30.00 seconds 1.0 samples_per_s 100\n")
+    plot_glimpses.main(["--plot_dir", str(folder), "--figures", "--figures_dir",
+                        str(tmp_path / "plots"), "--logs_dir", str(logs), "--data_dir", MNIST_DIR])
+    gif = Image.open(folder / "glimpses_epoch3.gif")  # the latest epoch by default
+    assert gif.n_frames == 4
+    for name in ["bbox.png", "glimpses.png", "ram_4_8x8_2_curves.png"]:
+        assert Image.open(tmp_path / "plots" / name).size[0] > 100
+    plot_glimpses.main(["--plot_dir", str(folder), "--epoch", "1", "--out", str(tmp_path / "a.gif")])
+    assert Image.open(tmp_path / "a.gif").n_frames == 4
+
+
+def refusal(*argv):
+    with pytest.raises(SystemExit) as exit_info:
+        plot_glimpses.main(list(argv))
+    message = str(exit_info.value.code)
+    assert message.startswith("[!] ") and "\n" not in message
+    return message
+
+
+def test_bad_input_is_refused_in_one_line_naming_what_exists(tmp_path):
+    assert "no plot directory" in refusal("--plot_dir", str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    assert "holds no glimpses_epoch<N>.npz (it holds nothing)" in refusal(
+        "--plot_dir", str(tmp_path / "empty"))
+    saved_batch(tmp_path, 2)
+    saved_batch(tmp_path, 5)
+    assert "epoch 4 was not saved" in refusal("--plot_dir", str(tmp_path), "--epoch", "4")
+    assert "saved epochs: 2, 5" in refusal("--plot_dir", str(tmp_path), "--epoch", "4")
+    assert "--patch_size 4, but the glimpses were saved with 8" in refusal(
+        "--plot_dir", str(tmp_path), "--patch_size", "4")
