@@ -116,9 +116,10 @@ def retina_ms(methods, repeats, calls, batch_size, torch_worker=None):
 
 
 def profile_step(trainer, batches, steps):
-    """Seconds per training step spent in the retina, the rest of the forward
-    pass, the loss, the backward pass and Adam's update."""
-    parts = dict.fromkeys(["retina", "forward (rest)", "loss", "backward", "adam"], 0.0)
+    """Milliseconds per training step spent in the retina, the rest of the forward
+    pass, the loss, the backward pass, the check for NaN and Adam's update."""
+    parts = dict.fromkeys(["retina", "forward (rest)", "loss", "backward", "finite check",
+                           "adam"], 0.0)
     retina = trainer.model.sensor.retina
     foveate = retina.foveate
 
@@ -140,10 +141,13 @@ def profile_step(trainer, batches, steps):
             trainer.optimizer.clear_grad()
             loss.backward()
             t3 = time.perf_counter()
-            trainer.optimizer.step()
+            trainer.check_finite(loss)
             t4 = time.perf_counter()
+            trainer.optimizer.step()
+            t5 = time.perf_counter()
             for part, seconds in [("forward (rest)", t1 - t0), ("loss", t2 - t1),
-                                  ("backward", t3 - t2), ("adam", t4 - t3)]:
+                                  ("backward", t3 - t2), ("finite check", t4 - t3),
+                                  ("adam", t5 - t4)]:
                 parts[part] += seconds
     finally:
         retina.foveate = foveate

@@ -10,7 +10,7 @@ import paddle  # noqa: E402
 
 from config import get_config  # noqa: E402
 from data_loader import DataError, get_test_loader, get_train_valid_loaders  # noqa: E402
-from trainer import CheckpointError, Trainer  # noqa: E402
+from trainer import CheckpointError, RunError, Trainer  # noqa: E402
 
 
 def main(config):
@@ -32,6 +32,9 @@ def main(config):
                                                      config.num_workers))
     except (DataError, CheckpointError) as err:
         sys.exit(f"[!] {err}")
+    except RunError as err:
+        print(f"[!] {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
 
 
 if __name__ == "__main__":

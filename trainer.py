@@ -1,7 +1,10 @@
 """Training, validation, test and checkpoints of the Recurrent Attention Model."""
 import glob
 import json
+import math
 import os
+import shutil
+import signal
 import time
 from typing import NamedTuple
 
@@ -24,6 +27,19 @@ MODEL_OPTIONS = ["patch_size", "glimpse_scale", "num_patches", "loc_hidden", "gl
 
 class CheckpointError(Exception):
     """A checkpoint is missing or does not fit; the message is one line for the user."""
+
+
+class RunError(Exception):
+    """Training stopped: a signal, a non-finite loss or gradient, a folder or disk that
+    cannot take the files. The message is one line; exit_code is for the shell."""
+
+    def __init__(self, message, exit_code=1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class NonFiniteError(Exception):
+    """The loss or a gradient of this step is NaN or infinite."""
 
 
 class Loss(NamedTuple):
@@ -127,6 +143,7 @@ class Trainer:
             config.init_lr, mode="max", factor=config.lr_factor, patience=config.lr_patience)
         self.optimizer = paddle.optimizer.Adam(self.scheduler, parameters=self.model.parameters())
         self.start_epoch, self.best_valid_acc, self.counter = 0, 0.0, 0
+        self.stop_signal = None  # SIGINT or SIGTERM, once one has arrived
 
     def ckpt_path(self, best):
         suffix = "model_best" if best else "ckpt"
@@ -161,8 +178,7 @@ class Trainer:
     def train(self, train_loader, valid_loader):
         config = self.config
         num_train, num_valid = len(train_loader.dataset), len(valid_loader.dataset)
-        for folder in (config.ckpt_dir, config.logs_dir):
-            os.makedirs(folder, exist_ok=True)
+        self.check_writable()
         log_path = os.path.join(config.logs_dir, f"{self.name}.log")
         if config.resume:
             path = self.restore(config.best)
@@ -184,8 +200,11 @@ class Trainer:
                   f"raise --epochs to train on")
 
         writer = LogWriter(logdir=os.path.join(config.logs_dir, "vdl", self.name))
+        handlers = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             for epoch in range(self.start_epoch, config.epochs):
+                if self.stop_signal:  # it came during the last validation or checkpoint
+                    raise self.interrupted(epoch, None, None)
                 lr = self.optimizer.get_lr()
                 start = time.time()
                 train_loss, train_acc = self.train_one_epoch(epoch, train_loader, num_train)
@@ -198,14 +217,21 @@ class Trainer:
                 is_best = valid_acc > self.best_valid_acc
                 self.counter = 0 if is_best else self.counter + 1
                 self.best_valid_acc = max(self.best_valid_acc, valid_acc)
-                self.save_checkpoint(epoch + 1, is_best)
 
                 line = (f"epoch {epoch + 1} lr {lr:.3e} train_loss {train_loss:.4f} "
                         f"train_acc {train_acc:.2f} valid_loss {valid_loss:.4f} valid_acc "
                         f"{valid_acc:.2f} valid_err {100 - valid_acc:.2f} seconds {seconds:.1f} "
                         f"samples_per_s {num_train / train_seconds:.0f}")
-                with open(log_path, "a") as log:
-                    log.write(line + "\n")
+                # The log line goes first: a run killed between the two repeats this line
+                # when resumed, rather than missing it.
+                try:
+                    with open(log_path, "a") as log:
+                        log.write(line + "\n")
+                    self.save_checkpoint(epoch + 1, is_best)
+                except OSError as err:
+                    raise RunError(f"could not write after epoch {epoch + 1} ({err.strerror}: "
+                                   f"{err.filename}); the checkpoints of the epoch before are "
+                                   f"intact") from None
                 tqdm.write(line + (" [*]" if is_best else ""))
                 for tag, value in [("train/loss", train_loss), ("train/acc", train_acc),
                                    ("valid/loss", valid_loss), ("valid/acc", valid_acc), ("lr", lr)]:
@@ -215,7 +241,56 @@ class Trainer:
                     print(f"[!] No improvement in {self.counter} epochs, stopping training.")
                     break
         finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
             writer.close()
+
+    def check_writable(self):
+        """Refuse before training what would fail at the first checkpoint: a folder
+        that cannot be made or written to, or a disk without room for the checkpoints.
+        Also clears temporary files that a killed run left half-written."""
+        config = self.config
+        for folder in (config.ckpt_dir, config.logs_dir, config.plot_dir):
+            probe = os.path.join(folder, f".write_test{os.getpid()}")
+            try:
+                os.makedirs(folder, exist_ok=True)
+                with open(probe, "w") as f:
+                    f.write("ok")
+                os.remove(probe)
+            except OSError as err:
+                raise RunError(f"cannot write to {folder} ({err.strerror}): fix it or choose "
+                               f"another with --ckpt_dir, --logs_dir or --plot_dir") from None
+        for path in glob.glob(os.path.join(config.ckpt_dir, f"{self.name}_*.pdparams.tmp*")):
+            os.remove(path)
+        # Weights and Adam's two moments, in float32, for the last checkpoint, the best
+        # one and the temporary copy of either while it is written.
+        needed = 3 * 3 * 4 * sum(int(p.size) for p in self.model.parameters()) + 2**20
+        free = shutil.disk_usage(config.ckpt_dir).free
+        if free < needed:
+            raise RunError(f"only {free / 2**20:.1f} MiB free for {config.ckpt_dir}; the "
+                           f"checkpoints need about {needed / 2**20:.1f} MiB")
+
+    def on_signal(self, signum, frame):
+        if self.stop_signal is not None:
+            # The second one: leave at once. Checkpoints are written to a temporary
+            # file and renamed, so none on disk is ever half-written.
+            raise SystemExit(128 + signum)
+        self.stop_signal = signum
+        tqdm.write(f"[!] {signal.Signals(signum).name}: stopping after this step "
+                   f"(send it again to stop at once)")
+
+    def interrupted(self, epoch, step, steps):
+        """The RunError that ends a run stopped by a signal in epoch (0-based) at step."""
+        name = signal.Signals(self.stop_signal).name
+        where = (f"in epoch {epoch + 1} (step {step} of {steps}), whose partial work is dropped"
+                 if step is not None else f"before epoch {epoch + 1}")
+        path = self.ckpt_path(best=False)
+        if os.path.exists(path) and epoch > 0:
+            advice = (f"the last checkpoint is {path} (after epoch {epoch}); continue with "
+                      f"python main.py --resume=True --best=False and the same options")
+        else:
+            advice = "no epoch was finished, so there is no checkpoint to resume: start again"
+        return RunError(f"stopped by {name} {where}; {advice}", exit_code=128 + self.stop_signal)
 
     def train_one_epoch(self, epoch, loader, num_train):
         """One pass over the training images. Returns mean loss and accuracy (%)."""
@@ -228,7 +303,14 @@ class Trainer:
         with tqdm(total=num_train, desc=f"Epoch {epoch + 1}/{self.config.epochs}", unit="img",
                   leave=False) as bar:
             for i, (x, y) in enumerate(loader):
-                loss = self.train_step(x, y)
+                try:
+                    loss = self.train_step(x, y)
+                except NonFiniteError as err:
+                    raise RunError(f"{err} at epoch {epoch + 1}, step {i + 1} of {len(loader)}: "
+                                   f"stopped before updating the weights; the checkpoints on "
+                                   f"disk are those of epoch {epoch}") from None
+                if self.stop_signal:
+                    raise self.interrupted(epoch, i + 1, len(loader))
                 total_loss += loss.total.detach() * len(y)
                 total_correct += loss.reward.sum()
                 seen += len(y)
@@ -240,13 +322,23 @@ class Trainer:
         return float(total_loss) / seen, 100.0 * float(total_correct) / seen
 
     def train_step(self, x, y):
-        """One Adam step on a batch. Returns its Loss."""
+        """One Adam step on a batch. Returns its Loss; raises NonFiniteError, before
+        the update, if the loss or a gradient is NaN or infinite."""
         log_probas, log_pi, baselines, _ = self.model(x)
         loss = ram_loss(log_probas, log_pi, baselines, y)
         self.optimizer.clear_grad()
         loss.total.backward()
+        self.check_finite(loss.total)
         self.optimizer.step()
         return loss
+
+    def check_finite(self, loss):
+        # One sum of the loss and every gradient: a NaN or an infinity anywhere makes
+        # it non-finite (inf - inf is NaN), for one synchronisation per step.
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        if not math.isfinite(float(paddle.add_n([loss] + [g.sum() for g in grads]))):
+            what = "the loss" if not math.isfinite(float(loss)) else "a gradient"
+            raise NonFiniteError(f"{what} is not finite ({float(loss)} for the loss)")
 
     def remove_old_glimpses(self):
         """A fresh run's glimpse files must not mix with an older run's epochs, which

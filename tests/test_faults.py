@@ -1,0 +1,236 @@
+"""Training survives kills and signals, and refuses bad input in one line."""
+import glob
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import paddle
+import pytest
+
+import trainer as trainer_module
+from data_loader import get_train_valid_loaders
+from tests.helpers import ROOT, tiny_args, tiny_config
+from trainer import RunError, Trainer, load_checkpoint
+
+EPOCHS = 40  # of about 0.1 s each: long enough to be interrupted at many moments
+CKPT = "ram_3_4x4_2_ckpt.pdparams"
+
+
+def command(folder, *extra):
+    return [sys.executable, os.path.join(ROOT, "main.py"),
+            *tiny_args(folder, "--epochs", str(EPOCHS), *extra)]
+
+
+def weights(folder):
+    state = paddle.load(str(folder / "ckpt" / CKPT))
+    return {name: np.asarray(value) for name, value in state["model"].items()}
+
+
+def headers(folder):
+    """How many runs have reached their first epoch: each writes a '#' line first."""
+    try:
+        with open(folder / "logs" / "ram_3_4x4_2.log") as f:
+            return sum(line.startswith("#") for line in f)
+    except FileNotFoundError:
+        return 0
+
+
+def start_and_wait_for_training(folder, resume):
+    """Start main.py (resuming if asked) and return once it has begun its epochs."""
+    before = headers(folder) if resume else 0
+    extra = ["--resume=True", "--best=False"] if resume else []
+    process = subprocess.Popen(command(folder, *extra), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    while headers(folder) <= before and process.poll() is None:
+        time.sleep(0.02)
+    return process
+
+
+def all_checkpoints_load(folder):
+    config = tiny_config(folder)
+    paths = glob.glob(str(folder / "ckpt" / "*.pdparams"))
+    for path in paths:
+        load_checkpoint(path, config)  # raises CheckpointError on a damaged file
+    return len(paths)
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """The weights of an uninterrupted run."""
+    folder = tmp_path_factory.mktemp("straight")
+    subprocess.run(command(folder), check=True, capture_output=True)
+    return weights(folder)
+
+
+def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(tmp_path, straight):
+    rng = random.Random(0)
+    kills = 0
+    while kills < 10:
+        resume = (tmp_path / "ckpt" / CKPT).exists()
+        process = start_and_wait_for_training(tmp_path, resume)
+        time.sleep(rng.uniform(0.0, 0.35))  # in a step, a validation or a checkpoint write
+        if process.poll() is None:
+            process.kill()
+            kills += 1
+        process.communicate()
+        all_checkpoints_load(tmp_path)
+    done = subprocess.run(command(tmp_path, "--resume=True", "--best=False"), capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    ours = weights(tmp_path)
+    for name, value in straight.items():
+        np.testing.assert_array_equal(ours[name], value, name)
+
+
+def test_sigterm_leaves_a_resumable_checkpoint_and_says_how(tmp_path, straight):
+    process = start_and_wait_for_training(tmp_path, resume=False)
+    while not (tmp_path / "ckpt" / CKPT).exists():
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate()
+    assert process.returncode == 128 + signal.SIGTERM
+    message = err.strip().splitlines()[-1]
+    assert message.startswith("[!] stopped by SIGTERM") and "python main.py --resume=True" in message
+    assert f"the last checkpoint is {tmp_path / 'ckpt' / CKPT}" in message
+    assert all_checkpoints_load(tmp_path) == 2
+    done = subprocess.run(command(tmp_path, "--resume=True", "--best=False"), capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    ours = weights(tmp_path)
+    for name, value in straight.items():
+        np.testing.assert_array_equal(ours[name], value, name)
+
+
+def test_a_second_sigint_exits_at_once_and_damages_nothing(tmp_path):
+    process = start_and_wait_for_training(tmp_path, resume=False)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=30)
+    assert process.returncode == 128 + signal.SIGINT
+    all_checkpoints_load(tmp_path)
+    assert not glob.glob(str(tmp_path / "ckpt" / "*.tmp*"))
+
+
+def train_in_process(config):
+    trainer = Trainer(config)
+    loaders = get_train_valid_loaders(config.data_dir, config.batch_size, config.random_seed,
+                                      config.valid_size, config.shuffle, 0, config.train_subset)
+    return trainer, loaders
+
+
+def checkpoint_bytes(folder):
+    return {path: open(path, "rb").read() for path in glob.glob(str(folder / "ckpt" / "*"))}
+
+
+def test_a_nan_loss_stops_with_epoch_and_step_and_keeps_the_checkpoints(tmp_path, monkeypatch):
+    with paddle.utils.unique_name.guard():
+        trainer, loaders = train_in_process(tiny_config(tmp_path, "--epochs", "1"))
+        trainer.train(*loaders)
+    before = checkpoint_bytes(tmp_path)
+    real, steps = trainer_module.ram_loss, []
+
+    def nan_on_third_training_step(*args):
+        loss = real(*args)
+        if paddle.is_grad_enabled():  # training, not validation
+            steps.append(1)
+            if len(steps) == 3:
+                return loss._replace(total=loss.total * float("nan"))
+        return loss
+
+    monkeypatch.setattr(trainer_module, "ram_loss", nan_on_third_training_step)
+    with paddle.utils.unique_name.guard():
+        trainer, loaders = train_in_process(
+            tiny_config(tmp_path, "--epochs", "3", "--resume=True", "--best=False"))
+        with pytest.raises(RunError, match=r"the loss is not finite .* at epoch 2, step 3 of 8"):
+            trainer.train(*loaders)
+    assert checkpoint_bytes(tmp_path) == before
+
+
+def test_an_infinite_gradient_stops_before_the_update(tmp_path):
+    with paddle.utils.unique_name.guard():
+        trainer, loaders = train_in_process(tiny_config(tmp_path, "--epochs", "2"))
+        trainer.model.rnn.h2h.weight.register_hook(lambda grad: grad / 0.0)
+        with pytest.raises(RunError, match=r"a gradient is not finite .* at epoch 1, step 1 of 8"):
+            trainer.train(*loaders)
+    assert np.isfinite(trainer.model.rnn.h2h.weight.numpy()).all()  # not updated
+    assert not (tmp_path / "ckpt" / CKPT).exists()
+
+
+def run_cli(folder, *extra):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"),
+                           *tiny_args(folder, "--epochs", "1", *extra)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def one_line_failure(done):
+    assert done.returncode != 0
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    return done.stderr.strip()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign", "empty"])
+def test_a_corrupt_checkpoint_is_refused_and_nothing_is_overwritten(tmp_path, damage):
+    assert run_cli(tmp_path).returncode == 0
+    path = tmp_path / "ckpt" / CKPT
+    good = path.read_bytes()
+    bad = {"truncated": good[:len(good) // 2], "foreign": b"\x89PNG\r\n\x1a\n" + good[:100],
+           "empty": b""}[damage]
+    path.write_bytes(bad)
+    others = {p: p.read_bytes() for p in (tmp_path / "ckpt").iterdir() if p != path}
+    message = one_line_failure(run_cli(tmp_path, "--resume=True", "--best=False", "--epochs", "2"))
+    assert message.startswith(f"[!] {path}: not a RAM-Paddle checkpoint, or damaged")
+    assert path.read_bytes() == bad
+    assert all(p.read_bytes() == content for p, content in others.items())
+
+
+def test_other_model_options_are_refused_by_name(tmp_path):
+    assert run_cli(tmp_path).returncode == 0
+    message = one_line_failure(run_cli(tmp_path, "--resume=True", "--hidden_size", "24",
+                                       "--std", "0.1"))
+    assert message.endswith("other model options: --hidden_size 32 (checkpoint) vs 24, "
+                            "--std 0.05 (checkpoint) vs 0.1")
+    # Options that do not change the model may differ.
+    assert run_cli(tmp_path, "--resume=True", "--epochs", "2", "--init_lr", "1e-3").returncode == 0
+
+
+def test_an_unwritable_folder_is_refused_before_training(tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
+    message = one_line_failure(run_cli(tmp_path, "--ckpt_dir", str(tmp_path / "a_file" / "ckpt")))
+    assert message.startswith(f"[!] cannot write to {tmp_path / 'a_file' / 'ckpt'}")
+    assert not (tmp_path / "logs" / "ram_3_4x4_2.log").exists()
+
+
+def test_a_full_disk_is_refused_before_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_module.shutil, "disk_usage",
+                        lambda path: trainer_module.shutil._ntuple_diskusage(10**9, 10**9, 4096))
+    with paddle.utils.unique_name.guard():
+        trainer, loaders = train_in_process(tiny_config(tmp_path, "--epochs", "1"))
+        with pytest.raises(RunError, match=r"only 0.0 MiB free for .*ckpt; the checkpoints need"):
+            trainer.train(*loaders)
+
+
+def test_a_disk_that_fills_up_leaves_no_half_written_file(tmp_path, monkeypatch):
+    with paddle.utils.unique_name.guard():
+        trainer, loaders = train_in_process(tiny_config(tmp_path, "--epochs", "1"))
+        trainer.train(*loaders)
+    before = checkpoint_bytes(tmp_path)
+    real_save = paddle.save
+
+    def save_half_then_fail(obj, path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"half")
+        raise OSError(28, "No space left on device", path)
+
+    monkeypatch.setattr(paddle, "save", save_half_then_fail)
+    with paddle.utils.unique_name.guard():
+        trainer, loaders = train_in_process(
+            tiny_config(tmp_path, "--epochs", "2", "--resume=True", "--best=False"))
+        with pytest.raises(RunError, match=r"could not write after epoch 2 \(No space left"):
+            trainer.train(*loaders)
+    monkeypatch.setattr(paddle, "save", real_save)
+    assert checkpoint_bytes(tmp_path) == before  # no temporary file, nothing overwritten
