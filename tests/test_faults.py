@@ -58,6 +58,15 @@ def all_checkpoints_load(folder):
     return len(paths)
 
 
+def resume_to_the_end_and_compare(folder, straight):
+    done = subprocess.run(command(folder, "--resume=True", "--best=False"), capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    ours = weights(folder)
+    for name, value in straight.items():
+        np.testing.assert_array_equal(ours[name], value, name)
+
+
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     """The weights of an uninterrupted run."""
@@ -78,12 +87,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(tmp_path, 
             kills += 1
         process.communicate()
         all_checkpoints_load(tmp_path)
-    done = subprocess.run(command(tmp_path, "--resume=True", "--best=False"), capture_output=True,
-                          text=True)
-    assert done.returncode == 0, done.stderr
-    ours = weights(tmp_path)
-    for name, value in straight.items():
-        np.testing.assert_array_equal(ours[name], value, name)
+    resume_to_the_end_and_compare(tmp_path, straight)
 
 
 def test_sigterm_leaves_a_resumable_checkpoint_and_says_how(tmp_path, straight):
@@ -97,12 +101,7 @@ def test_sigterm_leaves_a_resumable_checkpoint_and_says_how(tmp_path, straight):
     assert message.startswith("[!] stopped by SIGTERM") and "python main.py --resume=True" in message
     assert f"the last checkpoint is {tmp_path / 'ckpt' / CKPT}" in message
     assert all_checkpoints_load(tmp_path) == 2
-    done = subprocess.run(command(tmp_path, "--resume=True", "--best=False"), capture_output=True,
-                          text=True)
-    assert done.returncode == 0, done.stderr
-    ours = weights(tmp_path)
-    for name, value in straight.items():
-        np.testing.assert_array_equal(ours[name], value, name)
+    resume_to_the_end_and_compare(tmp_path, straight)
 
 
 def test_a_second_sigint_exits_at_once_and_damages_nothing(tmp_path):
@@ -127,11 +126,24 @@ def checkpoint_bytes(folder):
     return {path: open(path, "rb").read() for path in glob.glob(str(folder / "ckpt" / "*"))}
 
 
-def test_a_nan_loss_stops_with_epoch_and_step_and_keeps_the_checkpoints(tmp_path, monkeypatch):
+def train_one_epoch_in_process(folder):
+    """Returns the bytes of the checkpoints it leaves."""
     with paddle.utils.unique_name.guard():
-        trainer, loaders = train_in_process(tiny_config(tmp_path, "--epochs", "1"))
+        trainer, loaders = train_in_process(tiny_config(folder, "--epochs", "1"))
         trainer.train(*loaders)
-    before = checkpoint_bytes(tmp_path)
+    return checkpoint_bytes(folder)
+
+
+def resume_in_process_expecting(folder, epochs, message):
+    with paddle.utils.unique_name.guard():
+        trainer, loaders = train_in_process(
+            tiny_config(folder, "--epochs", str(epochs), "--resume=True", "--best=False"))
+        with pytest.raises(RunError, match=message):
+            trainer.train(*loaders)
+
+
+def test_a_nan_loss_stops_with_epoch_and_step_and_keeps_the_checkpoints(tmp_path, monkeypatch):
+    before = train_one_epoch_in_process(tmp_path)
     real, steps = trainer_module.ram_loss, []
 
     def nan_on_third_training_step(*args):
@@ -143,11 +155,7 @@ def test_a_nan_loss_stops_with_epoch_and_step_and_keeps_the_checkpoints(tmp_path
         return loss
 
     monkeypatch.setattr(trainer_module, "ram_loss", nan_on_third_training_step)
-    with paddle.utils.unique_name.guard():
-        trainer, loaders = train_in_process(
-            tiny_config(tmp_path, "--epochs", "3", "--resume=True", "--best=False"))
-        with pytest.raises(RunError, match=r"the loss is not finite .* at epoch 2, step 3 of 8"):
-            trainer.train(*loaders)
+    resume_in_process_expecting(tmp_path, 3, r"the loss is not finite .* at epoch 2, step 3 of 8")
     assert checkpoint_bytes(tmp_path) == before
 
 
@@ -215,11 +223,7 @@ def test_a_full_disk_is_refused_before_training(tmp_path, monkeypatch):
 
 
 def test_a_disk_that_fills_up_leaves_no_half_written_file(tmp_path, monkeypatch):
-    with paddle.utils.unique_name.guard():
-        trainer, loaders = train_in_process(tiny_config(tmp_path, "--epochs", "1"))
-        trainer.train(*loaders)
-    before = checkpoint_bytes(tmp_path)
-    real_save = paddle.save
+    before = train_one_epoch_in_process(tmp_path)
 
     def save_half_then_fail(obj, path, *args, **kwargs):
         with open(path, "wb") as f:
@@ -227,10 +231,5 @@ def test_a_disk_that_fills_up_leaves_no_half_written_file(tmp_path, monkeypatch)
         raise OSError(28, "No space left on device", path)
 
     monkeypatch.setattr(paddle, "save", save_half_then_fail)
-    with paddle.utils.unique_name.guard():
-        trainer, loaders = train_in_process(
-            tiny_config(tmp_path, "--epochs", "2", "--resume=True", "--best=False"))
-        with pytest.raises(RunError, match=r"could not write after epoch 2 \(No space left"):
-            trainer.train(*loaders)
-    monkeypatch.setattr(paddle, "save", real_save)
+    resume_in_process_expecting(tmp_path, 2, r"could not write after epoch 2 \(No space left")
     assert checkpoint_bytes(tmp_path) == before  # no temporary file, nothing overwritten
