@@ -30,6 +30,7 @@ matplotlib.use("Agg")  # files only, no screen
 logging.getLogger("matplotlib.animation").setLevel(logging.WARNING)  # Paddle logs INFO to stderr
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import paddle  # noqa: E402
 from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
@@ -139,8 +140,6 @@ def glimpse_gif(saved, retina, out, fps):
 
 def figures(retina, location, data_dir, out_dir):
     """bbox.png and glimpses.png: the first MNIST test digit seen by `retina` at `location`."""
-    import paddle
-
     images, labels = load_mnist(data_dir, "test")
     image = images[:1]
     l = np.array([location], np.float32)

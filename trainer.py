@@ -230,8 +230,8 @@ class Trainer:
                     self.save_checkpoint(epoch + 1, is_best)
                 except OSError as err:
                     raise RunError(f"could not write after epoch {epoch + 1} ({err.strerror}: "
-                                   f"{err.filename}); the checkpoints of the epoch before are "
-                                   f"intact") from None
+                                   f"{err.filename}); every checkpoint on disk is whole, the "
+                                   f"last one of epoch {epoch} or {epoch + 1}") from None
                 tqdm.write(line + (" [*]" if is_best else ""))
                 for tag, value in [("train/loss", train_loss), ("train/acc", train_acc),
                                    ("valid/loss", valid_loss), ("valid/acc", valid_acc), ("lr", lr)]:
@@ -306,9 +306,10 @@ class Trainer:
                 try:
                     loss = self.train_step(x, y)
                 except NonFiniteError as err:
+                    kept = (f"the checkpoints on disk are those of epoch {epoch}" if epoch
+                            else "no epoch had finished, so no checkpoint was written")
                     raise RunError(f"{err} at epoch {epoch + 1}, step {i + 1} of {len(loader)}: "
-                                   f"stopped before updating the weights; the checkpoints on "
-                                   f"disk are those of epoch {epoch}") from None
+                                   f"stopped before updating the weights; {kept}") from None
                 if self.stop_signal:
                     raise self.interrupted(epoch, i + 1, len(loader))
                 total_loss += loss.total.detach() * len(y)
