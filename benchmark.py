@@ -174,7 +174,8 @@ def main(argv=None):
     config = get_config([])
     paddle.set_device("gpu" if config.use_gpu else "cpu")
     threads = args.num_threads or usable_cores()
-    paddle.base.core.set_num_threads(threads)
+    if not config.use_gpu:
+        paddle.base.core.set_num_threads(threads)
     paddle.seed(config.random_seed)
     try:
         images, labels = load_mnist(args.data_dir, "train")

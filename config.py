@@ -72,7 +72,8 @@ misc = parser.add_argument_group("misc")
 add(misc, "--use_gpu", str2bool, paddle.device.is_compiled_with_cuda(),
     "run on a GPU; the default is True exactly when this Paddle was built with CUDA")
 add(misc, "--num_threads", int, 0,
-    "CPU threads for Paddle's maths; 0: every core this process may use (Paddle alone takes 1)")
+    "CPU threads for Paddle's maths in a CPU run; 0: every core this process may use "
+    "(Paddle alone takes 1)")
 add(misc, "--best", str2bool, True, "load the best checkpoint (False: the last one)")
 add(misc, "--random_seed", int, 1, "seed of the weights, the split, the data order and the policy")
 add(misc, "--data_dir", str, "data/MNIST", "folder of the four MNIST IDX files")

@@ -16,7 +16,8 @@ from trainer import CheckpointError, RunError, Trainer  # noqa: E402
 def main(config):
     paddle.set_device("gpu" if config.use_gpu else "cpu")
     config.num_threads = config.num_threads or usable_cores()
-    paddle.base.core.set_num_threads(config.num_threads)
+    if not config.use_gpu:  # the CPU's maths library; a GPU run leaves it alone
+        paddle.base.core.set_num_threads(config.num_threads)
     paddle.seed(config.random_seed)
     try:
         # Adam's state is saved under Paddle's generated names (linear_0.w_0_moment1_0, ...):
