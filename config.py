@@ -83,6 +83,8 @@ add(misc, "--plot_dir", str, "./plots", "folder of the glimpse plots")
 add(misc, "--resume", str2bool, False, "continue training from a checkpoint (see --best)")
 add(misc, "--print_freq", int, 10, "refresh the progress bar's figures every N batches")
 add(misc, "--plot_freq", int, 1, "save the glimpses of the first validation batch every N epochs")
+add(misc, "--test_freq", int, 0,
+    "also test every N epochs and log test_err, never used to choose the best model (0: never)")
 
 
 def check(config):
@@ -102,7 +104,8 @@ def check(config):
         return f"--init_lr must be positive, got {config.init_lr}"
     if not 0 < config.lr_factor < 1:
         return f"--lr_factor must be in (0, 1), got {config.lr_factor}"
-    for name in ["num_workers", "lr_patience", "train_patience", "train_subset", "num_threads"]:
+    for name in ["num_workers", "lr_patience", "train_patience", "train_subset", "num_threads",
+                 "test_freq"]:
         if getattr(config, name) < 0:
             return f"--{name} must not be negative, got {getattr(config, name)}"
     if config.use_gpu and not paddle.device.is_compiled_with_cuda():

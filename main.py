@@ -27,7 +27,11 @@ def main(config):
                 loaders = get_train_valid_loaders(
                     config.data_dir, config.batch_size, config.random_seed, config.valid_size,
                     config.shuffle, config.num_workers, config.train_subset)
-                Trainer(config).train(*loaders)
+                test_loader = None
+                if config.test_freq:
+                    test_loader = get_test_loader(config.data_dir, config.batch_size,
+                                                  config.num_workers)
+                Trainer(config).train(*loaders, test_loader)
             else:
                 Trainer(config).test(get_test_loader(config.data_dir, config.batch_size,
                                                      config.num_workers))

@@ -175,7 +175,9 @@ class Trainer:
         paddle.set_rng_state(state["rng_state"])
         return path
 
-    def train(self, train_loader, valid_loader):
+    def train(self, train_loader, valid_loader, test_loader=None):
+        """Train from the start or a checkpoint to --epochs. With --test_freq, also test
+        every so many epochs and log test_err, which never chooses the best model."""
         config = self.config
         num_train, num_valid = len(train_loader.dataset), len(valid_loader.dataset)
         self.check_writable()
@@ -222,6 +224,14 @@ class Trainer:
                         f"train_acc {train_acc:.2f} valid_loss {valid_loss:.4f} valid_acc "
                         f"{valid_acc:.2f} valid_err {100 - valid_acc:.2f} seconds {seconds:.1f} "
                         f"samples_per_s {num_train / train_seconds:.0f}")
+                if test_loader is not None and (epoch + 1) % config.test_freq == 0:
+                    # After `seconds` was taken: testing is not training time. Its glimpse
+                    # draws come from a copy of the RNG, so the run trains as without it.
+                    rng_state = paddle.get_rng_state()
+                    test_acc = evaluate(self.model, test_loader, config.M)[1]
+                    paddle.set_rng_state(rng_state)
+                    line += f" test_err {100 - test_acc:.2f}"
+                    writer.add_scalar("test/err", 100 - test_acc, epoch + 1)
                 # The log line goes first: a run killed between the two repeats this line
                 # when resumed, rather than missing it.
                 try:

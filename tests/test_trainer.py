@@ -185,6 +185,17 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
         f"glimpses_epoch{epoch}.npz" for epoch in range(1, 5)]
 
 
+def test_testing_during_training_logs_test_err_and_changes_nothing_else(tmp_path):
+    plain = parameters(run(tiny_config(tmp_path / "a", "--epochs", "3")))
+    tested = run(tiny_config(tmp_path / "b", "--epochs", "3", "--test_freq", "2"))
+    for name in plain:
+        np.testing.assert_array_equal(tested.model.state_dict()[name].numpy(), plain[name], name)
+    with open(tmp_path / "b" / "logs" / "ram_3_4x4_2.log") as f:
+        lines = [line for line in f if line.startswith("epoch")]
+    assert ["test_err" in line for line in lines] == [False, True, False]
+    assert 0 <= float(lines[1].split("test_err")[1]) <= 100
+
+
 def test_a_fresh_run_removes_an_earlier_runs_glimpses(tmp_path):
     run(tiny_config(tmp_path, "--epochs", "3"))
     folder = tmp_path / "plots" / "ram_3_4x4_2"
