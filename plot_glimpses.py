@@ -47,8 +47,10 @@ class PlotError(Exception):
 
 def saved_epochs(plot_dir):
     if not os.path.isdir(plot_dir):
-        raise PlotError(f"no plot directory {plot_dir}: train first (python main.py), which "
-                        f"saves glimpses under <plot_dir>/<model_name>/")
+        parent = os.path.dirname(os.path.normpath(plot_dir)) or "."
+        there = sorted(os.listdir(parent)) if os.path.isdir(parent) else []
+        raise PlotError(f"no plot directory {plot_dir} ({parent} holds {', '.join(there) or 'nothing'}"
+                        f"); main.py saves glimpses under <plot_dir>/<model_name>/")
     epochs = sorted(int(m.group(1)) for path in os.listdir(plot_dir)
                     if (m := re.fullmatch(r"glimpses_epoch(\d+)\.npz", path)))
     if not epochs:

@@ -72,7 +72,9 @@ def refusal(*argv):
 
 
 def test_bad_input_is_refused_in_one_line_naming_what_exists(tmp_path):
-    assert "no plot directory" in refusal("--plot_dir", str(tmp_path / "missing"))
+    (tmp_path / "ram_6_8x8_1").mkdir()
+    assert f"no plot directory {tmp_path / 'missing'} ({tmp_path} holds ram_6_8x8_1)" in refusal(
+        "--plot_dir", str(tmp_path / "missing"))
     (tmp_path / "empty").mkdir()
     assert "holds no glimpses_epoch<N>.npz (it holds nothing)" in refusal(
         "--plot_dir", str(tmp_path / "empty"))
