@@ -85,17 +85,17 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(tmp_path, 
         if process.poll() is None:
             process.kill()
             kills += 1
-        process.communicate()
+        process.communicate(timeout=120)
         all_checkpoints_load(tmp_path)
     resume_to_the_end_and_compare(tmp_path, straight)
 
 
 def test_sigterm_leaves_a_resumable_checkpoint_and_says_how(tmp_path, straight):
     process = start_and_wait_for_training(tmp_path, resume=False)
-    while not (tmp_path / "ckpt" / CKPT).exists():
+    while not (tmp_path / "ckpt" / CKPT).exists() and process.poll() is None:
         time.sleep(0.02)
     process.send_signal(signal.SIGTERM)
-    _, err = process.communicate()
+    _, err = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGTERM
     message = err.strip().splitlines()[-1]
     assert message.startswith("[!] stopped by SIGTERM") and "python main.py --resume=True" in message
