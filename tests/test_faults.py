@@ -60,7 +60,7 @@ def all_checkpoints_load(folder):
 
 def resume_to_the_end_and_compare(folder, straight):
     done = subprocess.run(command(folder, "--resume=True", "--best=False"), capture_output=True,
-                          text=True)
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     ours = weights(folder)
     for name, value in straight.items():
@@ -71,7 +71,7 @@ def resume_to_the_end_and_compare(folder, straight):
 def straight(tmp_path_factory):
     """The weights of an uninterrupted run."""
     folder = tmp_path_factory.mktemp("straight")
-    subprocess.run(command(folder), check=True, capture_output=True)
+    subprocess.run(command(folder), check=True, capture_output=True, timeout=300)
     return weights(folder)
 
 
