@@ -71,6 +71,13 @@ def torch_mirror():
     return torch_ram
 
 
+def mirror_for(config):
+    """The PyTorch mirror of the model `config` describes (MNIST: 1 channel, 10 classes)."""
+    return torch_mirror().RecurrentAttention(
+        config.patch_size, config.num_patches, config.glimpse_scale, 1, config.glimpse_hidden,
+        config.loc_hidden, config.std, config.hidden_size, 10, config.num_glimpses)
+
+
 # ----------------------------------------------------------------- conversion
 
 
@@ -195,9 +202,7 @@ def paddle_to_torch(state):
     config = argparse.Namespace(**state["config"])
     with paddle.utils.unique_name.guard():
         model = build_model(config)
-    mirror = torch_mirror().RecurrentAttention(
-        config.patch_size, config.num_patches, config.glimpse_scale, 1, config.glimpse_hidden,
-        config.loc_hidden, config.std, config.hidden_size, 10, config.num_glimpses)
+    mirror = mirror_for(config)
     model_state = {}
     for name in mirror.state_dict():
         model_state[name] = torch.from_numpy(swap_layout(state["model"][name]))
@@ -252,9 +257,7 @@ def check(batch_size=32, steps=3, seed=0, sizes=None, data_dir="data/MNIST"):
     config = get_config(argv)
     T = config.num_glimpses
     torch.manual_seed(seed)
-    mirror = torch_ram.RecurrentAttention(
-        config.patch_size, config.num_patches, config.glimpse_scale, 1, config.glimpse_hidden,
-        config.loc_hidden, config.std, config.hidden_size, 10, T)
+    mirror = mirror_for(config)
     reference = {"epoch": 0, "model_state": mirror.state_dict(), "best_valid_acc": 0.0}
     with paddle.utils.unique_name.guard():
         model = build_model(config)
