@@ -64,6 +64,9 @@ training = parser.add_argument_group("training")
 add(training, "--is_train", str2bool, True, "train; False evaluates a checkpoint on the test set")
 add(training, "--epochs", int, 200, "epochs to train (a resumed run stops at the same total)")
 add(training, "--init_lr", float, 3e-4, "Adam's initial learning rate")
+training.add_argument("--lr_schedule", choices=["plateau", "cosine"], default="plateau",
+                      help="plateau: drop by --lr_factor after --lr_patience epochs without "
+                           "validation gain (the reference's); cosine: anneal to zero over --epochs")
 add(training, "--lr_factor", float, 0.1, "factor of a learning-rate drop on a validation plateau")
 add(training, "--lr_patience", int, 20, "epochs without validation gain before the rate drops")
 add(training, "--train_patience", int, 50, "epochs without validation gain before training stops")

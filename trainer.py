@@ -139,11 +139,15 @@ class Trainer:
         self.config = config
         self.name = model_name(config)
         self.model = build_model(config)
-        self.scheduler = paddle.optimizer.lr.ReduceOnPlateau(
-            config.init_lr, mode="max", factor=config.lr_factor, patience=config.lr_patience)
+        if config.lr_schedule == "cosine":  # one step per epoch, reaching zero after the last
+            self.scheduler = paddle.optimizer.lr.CosineAnnealingDecay(config.init_lr, config.epochs)
+        else:
+            self.scheduler = paddle.optimizer.lr.ReduceOnPlateau(
+                config.init_lr, mode="max", factor=config.lr_factor, patience=config.lr_patience)
         self.optimizer = paddle.optimizer.Adam(self.scheduler, parameters=self.model.parameters())
         self.start_epoch, self.best_valid_acc, self.counter = 0, 0.0, 0
         self.stop_signal = None  # SIGINT or SIGTERM, once one has arrived
+        self.selected_test = None  # (epoch, test error) of the best checkpoint, once tested
 
     def ckpt_path(self, best):
         suffix = "model_best" if best else "ckpt"
@@ -168,6 +172,15 @@ class Trainer:
         progress counters and RNG state. Returns its path."""
         path = self.ckpt_path(best)
         state = load_checkpoint(path, self.config)
+        if self.config.is_train:
+            saved = state["config"]
+            schedule = saved.get("lr_schedule", "plateau")  # checkpoints before the option
+            if schedule != self.config.lr_schedule:
+                raise CheckpointError(f"{path} was trained with --lr_schedule {schedule}: "
+                                      f"resume it with the same schedule")
+            if schedule == "cosine" and saved["epochs"] != self.config.epochs:
+                raise CheckpointError(f"{path} anneals its learning rate over --epochs "
+                                      f"{saved['epochs']}: resume it with the same --epochs")
         self.model.set_state_dict(state["model"])
         self.optimizer.set_state_dict(state["optimizer"])  # restores the scheduler too
         self.start_epoch, self.best_valid_acc = state["epoch"], state["best_valid_acc"]
@@ -214,7 +227,10 @@ class Trainer:
                 valid_loss, valid_acc, _, _ = evaluate(self.model, valid_loader, config.M,
                                                        self.plot_saver(epoch))
                 seconds = time.time() - start
-                self.scheduler.step(valid_acc)
+                if self.config.lr_schedule == "cosine":
+                    self.scheduler.step()
+                else:
+                    self.scheduler.step(valid_acc)
 
                 is_best = valid_acc > self.best_valid_acc
                 self.counter = 0 if is_best else self.counter + 1
@@ -225,13 +241,7 @@ class Trainer:
                         f"{valid_acc:.2f} valid_err {100 - valid_acc:.2f} seconds {seconds:.1f} "
                         f"samples_per_s {num_train / train_seconds:.0f}")
                 if test_loader is not None and (epoch + 1) % config.test_freq == 0:
-                    # After `seconds` was taken: testing is not training time. Its glimpse
-                    # draws come from a copy of the RNG, so the run trains as without it.
-                    rng_state = paddle.get_rng_state()
-                    test_acc = evaluate(self.model, test_loader, config.M)[1]
-                    paddle.set_rng_state(rng_state)
-                    line += f" test_err {100 - test_acc:.2f}"
-                    writer.add_scalar("test/err", 100 - test_acc, epoch + 1)
+                    line += self.test_line(test_loader, epoch, is_best, writer)
                 # The log line goes first: a run killed between the two repeats this line
                 # when resumed, rather than missing it.
                 try:
@@ -254,6 +264,32 @@ class Trainer:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
             writer.close()
+
+    def test_line(self, test_loader, epoch, is_best, writer):
+        """Test errors for epoch's log line: test_err of this epoch's model and
+        selected_test_err of the validation-selected one (the best checkpoint so far),
+        the figure that time to accuracy is read from. Neither chooses anything.
+        The selected figure is the one `main.py --is_train=False` prints for that
+        checkpoint: both draw the glimpses from the RNG state saved in it."""
+        # Testing is not training time (`seconds` is taken already), and its glimpse
+        # draws come from a copy of the RNG, so the run trains as without it.
+        rng_state = paddle.get_rng_state()  # what this epoch's checkpoint will hold
+        test_err = 100 - evaluate(self.model, test_loader, self.config.M)[1]
+        if is_best:
+            self.selected_test = (epoch + 1, test_err)
+        else:
+            best = load_checkpoint(self.ckpt_path(best=True), self.config)
+            if self.selected_test is None or self.selected_test[0] != best["epoch"]:
+                selected = build_model(self.config)
+                selected.set_state_dict(best["model"])
+                paddle.set_rng_state(best["rng_state"])
+                self.selected_test = (best["epoch"],
+                                      100 - evaluate(selected, test_loader, self.config.M)[1])
+        paddle.set_rng_state(rng_state)
+        writer.add_scalar("test/err", test_err, epoch + 1)
+        writer.add_scalar("test/selected_err", self.selected_test[1], epoch + 1)
+        return (f" test_err {test_err:.2f} selected_test_err {self.selected_test[1]:.2f}"
+                f" selected_epoch {self.selected_test[0]}")
 
     def check_writable(self):
         """Refuse before training what would fail at the first checkpoint: a folder

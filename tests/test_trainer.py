@@ -1,12 +1,15 @@
 """The loss, its gradients, learning, evaluation, checkpoints and exact resume."""
+import json
+import math
 import os
+import signal
 
 import numpy as np
 import paddle
 import pytest
 
 from config import get_config
-from data_loader import ArrayDataset, get_train_valid_loaders, load_mnist
+from data_loader import ArrayDataset, get_test_loader, get_train_valid_loaders, load_mnist
 from main import main
 from model import RecurrentAttention
 from trainer import CheckpointError, Trainer, build_model, evaluate, ram_loss
@@ -153,6 +156,12 @@ def run(config):
     return trainer
 
 
+def epoch_rows(log_path):
+    with open(log_path) as f:
+        return [dict(zip(line.split()[::2], line.split()[1::2])) for line in f
+                if line.startswith("epoch")]
+
+
 def test_checkpoint_round_trip(tmp_path):
     trainer = run(tiny_config(tmp_path, "--epochs", "1"))
     files = sorted(os.listdir(tmp_path / "ckpt"))
@@ -185,6 +194,34 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
         f"glimpses_epoch{epoch}.npz" for epoch in range(1, 5)]
 
 
+def test_cosine_schedule_anneals_over_the_epochs_and_resumes_exactly(tmp_path, monkeypatch):
+    cosine = ["--epochs", "4", "--lr_schedule", "cosine", "--init_lr", "1e-3"]
+    straight = parameters(run(tiny_config(tmp_path / "a", *cosine)))
+    lrs = [float(row["lr"]) for row in epoch_rows(tmp_path / "a" / "logs" / "ram_3_4x4_2.log")]
+    assert lrs == pytest.approx([0.5e-3 * (1 + math.cos(math.pi * e / 4)) for e in range(4)],
+                                rel=1e-3)
+    save_checkpoint = Trainer.save_checkpoint
+
+    def stop_after_epoch_2(self, epoch, is_best):
+        save_checkpoint(self, epoch, is_best)
+        if epoch == 2:
+            self.stop_signal = signal.SIGTERM
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", stop_after_epoch_2)
+    with pytest.raises(SystemExit):
+        main(tiny_config(tmp_path / "b", *cosine))
+    monkeypatch.undo()
+    resumed = run(tiny_config(tmp_path / "b", *cosine, "--resume=True", "--best=False"))
+    assert resumed.start_epoch == 4
+    for name in straight:
+        np.testing.assert_array_equal(resumed.model.state_dict()[name].numpy(), straight[name], name)
+    # Either change would silently bend the schedule of the run being resumed.
+    with pytest.raises(CheckpointError, match="same --epochs"):
+        Trainer(tiny_config(tmp_path / "b", *cosine, "--epochs", "6")).restore(best=False)
+    with pytest.raises(CheckpointError, match="--lr_schedule cosine"):
+        Trainer(tiny_config(tmp_path / "b", "--epochs", "4")).restore(best=False)
+
+
 def test_testing_during_training_logs_test_err_and_changes_nothing_else(tmp_path):
     plain = parameters(run(tiny_config(tmp_path / "a", "--epochs", "3")))
     tested = run(tiny_config(tmp_path / "b", "--epochs", "3", "--test_freq", "2"))
@@ -193,7 +230,44 @@ def test_testing_during_training_logs_test_err_and_changes_nothing_else(tmp_path
     with open(tmp_path / "b" / "logs" / "ram_3_4x4_2.log") as f:
         lines = [line for line in f if line.startswith("epoch")]
     assert ["test_err" in line for line in lines] == [False, True, False]
-    assert 0 <= float(lines[1].split("test_err")[1]) <= 100
+    assert 0 <= float(lines[1].split("test_err")[1].split()[0]) <= 100
+
+
+def test_selected_test_err_is_that_of_the_best_validation_epoch_so_far(tmp_path):
+    config = tiny_config(tmp_path, "--epochs", "4", "--test_freq", "1", "--train_subset", "512")
+    run(config)
+    rows = epoch_rows(tmp_path / "logs" / "ram_3_4x4_2.log")
+    best_acc, best_epoch = -1.0, None
+    for row in rows:
+        if float(row["valid_acc"]) > best_acc:
+            best_acc, best_epoch = float(row["valid_acc"]), row["epoch"]
+        assert row["selected_epoch"] == best_epoch
+        # Every epoch was tested, so the selected one's figure is the one in its own line.
+        assert row["selected_test_err"] == rows[int(best_epoch) - 1]["test_err"]
+    # And it is what evaluating the best checkpoint afterwards prints.
+    main(tiny_config(tmp_path, "--is_train=False"))
+    with open(tmp_path / "logs" / "ram_3_4x4_2_test.json") as f:
+        assert f"{json.load(f)['test_error']:.2f}" == rows[-1]["selected_test_err"]
+
+
+class Scalars:
+    def add_scalar(self, tag, value, step):
+        pass
+
+
+def test_selected_test_err_of_an_untested_best_checkpoint_is_what_main_prints(tmp_path):
+    config = tiny_config(tmp_path, "--epochs", "2", "--train_subset", "512")
+    trainer = run(config)  # trained without --test_freq: no checkpoint was tested
+    main(tiny_config(tmp_path, "--is_train=False"))
+    with open(tmp_path / "logs" / "ram_3_4x4_2_test.json") as f:
+        expected = json.load(f)
+    rng_state = paddle.get_rng_state()
+    line = trainer.test_line(get_test_loader(MNIST_DIR, 32), 2, False, Scalars())
+    assert f"selected_test_err {expected['test_error']:.2f} " in line
+    assert line.endswith(f"selected_epoch {expected['epoch']}")
+    after = paddle.rand([8]).numpy()
+    paddle.set_rng_state(rng_state)
+    np.testing.assert_array_equal(after, paddle.rand([8]).numpy())  # it left the RNG as it was
 
 
 def test_a_fresh_run_removes_an_earlier_runs_glimpses(tmp_path):
