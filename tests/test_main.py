@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests.helpers import MNIST_DIR, ROOT, write_fake_mnist
 from utils import usable_cores
@@ -48,3 +49,24 @@ def test_bad_data_and_missing_checkpoint_fail_in_one_line(tmp_path):
     missing = cli(tmp_path, "--is_train=False", "--data_dir", str(folder))
     assert missing.returncode == 1 and missing.stderr.strip().count("\n") == 0
     assert "no checkpoint at ./ckpt/ram_6_8x8_1_model_best.pdparams" in missing.stderr
+
+
+# The checkpoints behind the README's results table: (folder, glimpses), each with the
+# test result its run wrote under logs/ beside its log.
+RESULTS = [("", glimpses) for glimpses in range(2, 8)] + [
+    (f"cosine100/seed{seed}", 6) for seed in (2, 3)]
+
+
+@pytest.mark.parametrize("folder,glimpses", RESULTS)
+def test_committed_checkpoints_give_the_committed_test_errors(tmp_path, folder, glimpses):
+    name = f"ram_{glimpses}_8x8_1"
+    committed = json.loads(open(os.path.join(ROOT, "logs", folder, f"{name}_test.json")).read())
+    test = cli(tmp_path, "--is_train=False", "--num_glimpses", str(glimpses), "--data_dir", MNIST_DIR,
+               "--ckpt_dir", os.path.join(ROOT, "ckpt", folder), "--logs_dir", str(tmp_path))
+    assert test.returncode == 0, test.stderr
+    result = json.loads((tmp_path / f"{name}_test.json").read_text())
+    assert (result["M"], result["epoch"]) == (committed["M"], committed["epoch"])
+    assert result["M"] == 10
+    assert abs(result["test_error"] - committed["test_error"]) <= 0.05
+    if glimpses == 6 and not folder:
+        assert result["test_error"] <= 1.12  # the paper's NIPS figure, issue 7's target
