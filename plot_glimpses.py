@@ -207,7 +207,7 @@ def curves(log_path, out):
     if tested.any():  # --test_freq: the test error of the validation-selected model
         error_ax.plot(np.array(numbers)[tested], values[tested, 5], "o", markersize=3,
                       label="test, best-validation model")
-        title = f"error; last test of the best-validation model {values[tested, 5][-1]:.2f}%"
+        title = f"error; test (best-validation model) {values[tested, 5][-1]:.2f}%"
     loss_ax.set(xlabel="epoch", ylabel="loss", title="loss (NLL + MSE + 0.01 REINFORCE)")
     error_ax.set(xlabel="epoch", ylabel="error (%)", yscale="log", title=title)
     error_ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
