@@ -61,6 +61,9 @@ def load_mnist(data_dir, split):
     return images[:, None], labels.astype(np.int64)
 
 
+SPLIT_STREAMS = {"train": 0, "test": 1, "fresh": 2}  # independent random streams per purpose
+
+
 class Canvases(NamedTuple):
     """The paper's larger tasks, as DeepMind's mnist-cluttered generator makes them:
     each digit at a uniform random place on a blank image_size x image_size canvas,
@@ -135,9 +138,6 @@ def load_canvases(data_dir, split, canvases, cache_dir):
     np.save(tmp, images)
     os.replace(tmp, path)  # a run killed mid-write leaves no half cache
     return images, labels.astype(np.int64), digits
-
-
-SPLIT_STREAMS = {"train": 0, "test": 1, "fresh": 2}  # independent random streams per purpose
 
 
 class CanvasDataset(paddle.io.Dataset):
