@@ -98,7 +98,8 @@ add(misc, "--resume", str2bool, False, "continue training from a checkpoint (see
 add(misc, "--print_freq", int, 10, "refresh the progress bar's figures every N batches")
 add(misc, "--plot_freq", int, 1, "save the glimpses of the first validation batch every N epochs")
 add(misc, "--test_freq", int, 0,
-    "also test every N epochs and log test_err, never used to choose the best model (0: never)")
+    "also test every N epochs and log test_err and selected_test_err (of the best-validation "
+    "checkpoint), never used to choose the best model (0: never)")
 
 
 def check(config):

@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
-from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from data_loader import MNIST_MEAN, MNIST_STD, DataError, load_mnist  # noqa: E402
 from modules import Retina, pixel_centres  # noqa: E402
@@ -177,7 +177,8 @@ def figures(retina, location, data_dir, out_dir):
 
 def read_log(path):
     """Per epoch (the last line of each, if a resumed run repeated one): train and
-    valid loss and error (%)."""
+    valid loss and error (%), and test and selected test error (%) where --test_freq
+    measured them (NaN elsewhere)."""
     if not os.path.isfile(path):
         raise PlotError(f"no training log at {path}: pass --logs_dir, or train first")
     epochs = {}
@@ -189,7 +190,9 @@ def read_log(path):
                 epochs[int(values["epoch"])] = (float(values["train_loss"]),
                                                 float(values["valid_loss"]),
                                                 100 - float(values["train_acc"]),
-                                                float(values["valid_err"]))
+                                                float(values["valid_err"]),
+                                                float(values.get("test_err", "nan")),
+                                                float(values.get("selected_test_err", "nan")))
     if not epochs:
         raise PlotError(f"{path} has no epoch lines yet")
     numbers = sorted(epochs)
@@ -202,9 +205,15 @@ def curves(log_path, out):
     for column, ax, label in [(0, loss_ax, "train"), (1, loss_ax, "validation"),
                               (2, error_ax, "train"), (3, error_ax, "validation")]:
         ax.plot(numbers, values[:, column], marker="." if len(numbers) < 40 else None, label=label)
+    tested = ~np.isnan(values[:, 5])
+    title = f"error (validation: M repeats); best {values[:, 3].min():.2f}%"
+    if tested.any():  # --test_freq: the test error of the validation-selected model
+        error_ax.plot(np.array(numbers)[tested], values[tested, 5], "o", markersize=3,
+                      label="test, best-validation model")
+        title = f"error; last test of the best-validation model {values[tested, 5][-1]:.2f}%"
     loss_ax.set(xlabel="epoch", ylabel="loss", title="loss (NLL + MSE + 0.01 REINFORCE)")
-    error_ax.set(xlabel="epoch", ylabel="error (%)", yscale="log",
-                 title=f"error (validation: M repeats); best {values[:, 3].min():.2f}%")
+    error_ax.set(xlabel="epoch", ylabel="error (%)", yscale="log", title=title)
+    error_ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
     error_ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     error_ax.yaxis.set_minor_formatter(NullFormatter())
     for ax in (loss_ax, error_ax):

@@ -173,11 +173,12 @@ class Trainer:
             atomic_save(state, self.ckpt_path(best=True))
 
     def restore(self, best):
-        """Load the best or last checkpoint: weights, optimizer and scheduler state,
-        progress counters and RNG state. Returns its path."""
+        """Load the best or last checkpoint: weights, progress counters, RNG state and,
+        to train on, the optimizer's and scheduler's state. Returns its path."""
         path = self.ckpt_path(best)
         state = load_checkpoint(path, self.config)
-        if self.config.is_train:
+        self.model.set_state_dict(state["model"])
+        if self.config.is_train:  # testing needs neither Adam nor the schedule
             saved = state["config"]
             schedule = saved.get("lr_schedule", "plateau")  # checkpoints before the option
             if schedule != self.config.lr_schedule:
@@ -186,8 +187,7 @@ class Trainer:
             if schedule == "cosine" and saved["epochs"] != self.config.epochs:
                 raise CheckpointError(f"{path} anneals its learning rate over --epochs "
                                       f"{saved['epochs']}: resume it with the same --epochs")
-        self.model.set_state_dict(state["model"])
-        self.optimizer.set_state_dict(state["optimizer"])  # restores the scheduler too
+            self.optimizer.set_state_dict(state["optimizer"])  # restores the scheduler too
         self.start_epoch, self.best_valid_acc = state["epoch"], state["best_valid_acc"]
         self.counter = state["counter"]
         paddle.set_rng_state(state["rng_state"])

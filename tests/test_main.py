@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests.helpers import MNIST_DIR, ROOT, write_fake_mnist
 from utils import usable_cores
@@ -79,3 +80,24 @@ def test_cluttered_task_trains_evaluates_and_draws(tmp_path):
                           text=True, timeout=300)
     assert draw.returncode == 0, draw.stderr
     assert os.path.getsize(tmp_path / "plots" / name / "glimpses_epoch1.gif") > 1000
+
+
+# The checkpoints behind the README's results table: (folder, glimpses), each with the
+# test result its run wrote under logs/ beside its log.
+RESULTS = [("", glimpses) for glimpses in range(2, 8)] + [
+    (f"cosine100/seed{seed}", 6) for seed in (2, 3)]
+
+
+@pytest.mark.parametrize("folder,glimpses", RESULTS)
+def test_committed_checkpoints_give_the_committed_test_errors(tmp_path, folder, glimpses):
+    name = f"ram_{glimpses}_8x8_1"
+    committed = json.loads(open(os.path.join(ROOT, "logs", folder, f"{name}_test.json")).read())
+    test = cli(tmp_path, "--is_train=False", "--num_glimpses", str(glimpses), "--data_dir", MNIST_DIR,
+               "--ckpt_dir", os.path.join(ROOT, "ckpt", folder), "--logs_dir", str(tmp_path))
+    assert test.returncode == 0, test.stderr
+    result = json.loads((tmp_path / f"{name}_test.json").read_text())
+    assert (result["M"], result["epoch"]) == (committed["M"], committed["epoch"])
+    assert result["M"] == 10
+    assert abs(result["test_error"] - committed["test_error"]) <= 0.05
+    if glimpses == 6 and not folder:
+        assert result["test_error"] <= 1.12  # the paper's NIPS figure, issue 7's target

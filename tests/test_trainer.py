@@ -220,6 +220,8 @@ def test_cosine_schedule_anneals_over_the_epochs_and_resumes_exactly(tmp_path, m
         Trainer(tiny_config(tmp_path / "b", *cosine, "--epochs", "6")).restore(best=False)
     with pytest.raises(CheckpointError, match="--lr_schedule cosine"):
         Trainer(tiny_config(tmp_path / "b", "--epochs", "4")).restore(best=False)
+    # Testing takes neither: it loads only the weights and the RNG state.
+    main(tiny_config(tmp_path / "b", "--is_train=False"))
 
 
 def test_testing_during_training_logs_test_err_and_changes_nothing_else(tmp_path):
