@@ -41,8 +41,9 @@ from modules import Retina  # noqa: E402
 from trainer import Trainer, evaluate, ram_loss  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# (name, image side, g, k, s): the default glimpse, and a larger multi-scale one.
-RETINAS = [("28x28", 28, 8, 1, 1), ("60x60", 60, 12, 3, 2)]
+# (name, image side, g, k, s): the default glimpse, and those of the translated and
+# cluttered tasks.
+RETINAS = [("28x28", 28, 8, 1, 1), ("60x60", 60, 12, 3, 2), ("100x100", 100, 12, 4, 2)]
 
 
 def spread(values):

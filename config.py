@@ -54,6 +54,17 @@ add(reinforce, "--std", float, 0.05, "standard deviation of the location policy"
 add(reinforce, "--M", int, 10, "Monte-Carlo repeats per image at validation and test")
 
 data = parser.add_argument_group("data")
+data.add_argument("--dataset", choices=["mnist", "translated", "cluttered"], default="mnist",
+                  help="28x28 MNIST, or each digit at a random place on a larger canvas, "
+                       "with --num_distractors clutter for cluttered")
+add(data, "--image_size", int, None, "side of the translated or cluttered canvas (default 60)")
+add(data, "--num_distractors", int, None, "clutter pieces per cluttered canvas (default 4)")
+add(data, "--distractor_size", int, 8, "side of each clutter piece, cut from another digit")
+add(data, "--dataset_seed", int, 0,
+    "seed of the canvases: the same test set for every run and implementation")
+add(data, "--fresh_canvases", str2bool, False,
+    "draw new training canvases every epoch (validation and test canvases stay fixed)")
+add(data, "--cache_dir", str, "data/cache", "where generated canvases are kept between runs")
 add(data, "--valid_size", float, 0.1, "fraction of the training images held out for validation")
 add(data, "--batch_size", int, 128, "images per batch")
 add(data, "--num_workers", int, 0, "DataLoader worker processes (0: load in the main process)")
@@ -93,6 +104,19 @@ add(misc, "--test_freq", int, 0,
 
 def check(config):
     """The first reason the options cannot work, or None."""
+    canvas = config.dataset != "mnist"
+    if config.image_size is None:
+        config.image_size = 60 if canvas else 28
+    if config.num_distractors is None:
+        config.num_distractors = 4 if config.dataset == "cluttered" else 0
+    if not canvas and config.image_size != 28:
+        return f"--image_size {config.image_size} needs --dataset translated or cluttered"
+    if config.dataset != "cluttered" and config.num_distractors:
+        return "--num_distractors needs --dataset cluttered"
+    if canvas and not 28 <= config.image_size <= 1000:
+        return f"--image_size must hold a 28x28 digit (28 to 1000), got {config.image_size}"
+    if not 1 <= config.distractor_size <= 28:
+        return f"--distractor_size must be 1 to 28, got {config.distractor_size}"
     positive = ["patch_size", "glimpse_scale", "num_patches", "loc_hidden", "glimpse_hidden",
                 "num_glimpses", "hidden_size", "M", "batch_size", "epochs", "print_freq", "plot_freq"]
     for name in positive:
@@ -109,7 +133,7 @@ def check(config):
     if not 0 < config.lr_factor < 1:
         return f"--lr_factor must be in (0, 1), got {config.lr_factor}"
     for name in ["num_workers", "lr_patience", "train_patience", "train_subset", "num_threads",
-                 "test_freq"]:
+                 "test_freq", "num_distractors", "dataset_seed"]:
         if getattr(config, name) < 0:
             return f"--{name} must not be negative, got {getattr(config, name)}"
     if config.use_gpu and not paddle.device.is_compiled_with_cuda():
@@ -128,4 +152,11 @@ def get_config(argv=None):
 
 
 def model_name(config):
-    return f"ram_{config.num_glimpses}_{config.patch_size}x{config.patch_size}_{config.glimpse_scale}"
+    """ram_<glimpses>_<patch>x<patch>_<scale>, the reference's, then the task unless MNIST 28x28:
+    _translated<size>, or _cluttered<size>_d<distractors>."""
+    name = f"ram_{config.num_glimpses}_{config.patch_size}x{config.patch_size}_{config.glimpse_scale}"
+    if config.dataset == "translated":
+        name += f"_translated{config.image_size}"
+    elif config.dataset == "cluttered":
+        name += f"_cluttered{config.image_size}_d{config.num_distractors}"
+    return name

@@ -1,6 +1,8 @@
-"""MNIST from the four IDX files, normalised and split into train / valid / test loaders."""
+"""MNIST from the four IDX files, as 28x28 digits or on the paper's larger canvases
+(translated, cluttered), split into train / valid / test loaders."""
 import gzip
 import os
+from typing import NamedTuple
 
 import numpy as np
 import paddle
@@ -59,6 +61,109 @@ def load_mnist(data_dir, split):
     return images[:, None], labels.astype(np.int64)
 
 
+SPLIT_STREAMS = {"train": 0, "test": 1, "fresh": 2}  # independent random streams per purpose
+
+
+class Canvases(NamedTuple):
+    """The paper's larger tasks, as DeepMind's mnist-cluttered generator makes them:
+    each digit at a uniform random place on a blank image_size x image_size canvas,
+    fully inside it, plus num_distractors squares of distractor_size pixels cut at
+    random places from random digits of the same file and pasted at random places;
+    pixels summed and clipped to 1. translated is cluttered with no distractors."""
+    image_size: int
+    num_distractors: int
+    distractor_size: int
+    seed: int           # makes the canvases of a file the same in every run
+    fresh: bool = False  # new training canvases every epoch (validation and test stay fixed)
+
+    def name(self, split):
+        kind = f"cluttered{self.image_size}_d{self.num_distractors}x{self.distractor_size}" \
+            if self.num_distractors else f"translated{self.image_size}"
+        return f"{kind}_seed{self.seed}_{split}"
+
+
+def make_canvases(digits, image_size, num_distractors, distractor_size, rng):
+    """Translated or cluttered canvases from digits, every canvas at once.
+
+    Args:
+        digits: uint8 array (N, side, side). rng: a numpy Generator, the only source of chance.
+    Returns:
+        canvases: uint8 array (N, image_size, image_size).
+        corners: int array (N, 2), the row and column of each digit's top-left pixel.
+    """
+    n, side = digits.shape[:2]
+    if image_size < side or not 0 < distractor_size <= side:
+        raise DataError(f"--image_size {image_size} must hold a {side}x{side} digit, and "
+                        f"--distractor_size {distractor_size} must fit inside one")
+    canvases = np.zeros((n, image_size, image_size), np.uint8)
+    every = np.arange(n)[:, None, None]
+
+    def square(top, left, size):  # (rows, cols) index arrays of a size x size square per canvas
+        return (top[:, None, None] + np.arange(size)[None, :, None],
+                left[:, None, None] + np.arange(size)[None, None, :])
+
+    def paste(sprites, top, left):  # clipping after each paste clips the sum: all are >= 0
+        where = (every,) + square(top, left, sprites.shape[1])
+        canvases[where] = np.minimum(canvases[where] + sprites.astype(np.uint16), 255)
+
+    for _ in range(num_distractors):
+        source = rng.integers(0, n, n)
+        crop = square(rng.integers(0, side - distractor_size + 1, n),
+                      rng.integers(0, side - distractor_size + 1, n), distractor_size)
+        paste(digits[(source[:, None, None],) + crop],
+              *rng.integers(0, image_size - distractor_size + 1, (2, n)))
+    corners = rng.integers(0, image_size - side + 1, (n, 2))
+    paste(digits, corners[:, 0], corners[:, 1])
+    return canvases, corners
+
+
+def load_canvases(data_dir, split, canvases, cache_dir):
+    """The canvases of one MNIST file, from cache_dir or made and cached there.
+
+    Returns: uint8 (N, S, S) canvases, int64 (N,) labels, the file's uint8 (N, 28, 28) digits.
+    """
+    image_name, label_name = FILES[split]
+    digits, _ = _read_idx(data_dir, image_name, IMAGE_MAGIC)
+    labels, _ = _read_idx(data_dir, label_name, LABEL_MAGIC)
+    path = os.path.join(cache_dir, canvases.name(split) + ".npy")
+    if os.path.isfile(path):
+        images = np.load(path)
+        if images.shape == (len(digits), canvases.image_size, canvases.image_size):
+            return images, labels.astype(np.int64), digits
+    rng = np.random.default_rng([canvases.seed, SPLIT_STREAMS[split]])
+    images, _ = make_canvases(digits, canvases.image_size, canvases.num_distractors,
+                              canvases.distractor_size, rng)
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}.npy"
+    np.save(tmp, images)
+    os.replace(tmp, path)  # a run killed mid-write leaves no half cache
+    return images, labels.astype(np.int64), digits
+
+
+class CanvasDataset(paddle.io.Dataset):
+    """Canvases held as uint8. Item i: ((1, S, S) float32 in [0, 1], int64 label).
+
+    Unlike 28x28 MNIST they are not standardised: the retina pads with zeros, which
+    must be the canvas's own background. With canvases.fresh, set_epoch(e) draws
+    new canvases of the same digits from (seed, e), so a resumed run sees the same."""
+
+    def __init__(self, images, labels, digits=None, canvases=None):
+        self.images, self.labels, self.digits, self.canvases = images, labels, digits, canvases
+
+    def set_epoch(self, epoch):
+        if self.canvases is not None and self.canvases.fresh:
+            c = self.canvases
+            rng = np.random.default_rng([c.seed, SPLIT_STREAMS["fresh"], epoch])
+            self.images = make_canvases(self.digits, c.image_size, c.num_distractors,
+                                        c.distractor_size, rng)[0]
+
+    def __getitem__(self, index):
+        return self.images[index][None].astype(np.float32) / 255.0, self.labels[index]
+
+    def __len__(self):
+        return len(self.labels)
+
+
 class ArrayDataset(paddle.io.Dataset):
     """Images and labels held in memory. Item i: ((C, H, W) float32, int64 label)."""
 
@@ -106,11 +211,15 @@ def _loader(dataset, batch_size, num_workers, sampler=None):
 
 
 def get_train_valid_loaders(data_dir, batch_size, random_seed, valid_size=0.1, shuffle=True,
-                            num_workers=0, train_subset=0):
+                            num_workers=0, train_subset=0, canvases=None, cache_dir=None):
     """Loaders over the training file: the first `train_subset` images (0 = all),
     of which `valid_size` go to validation. With shuffle, the training loader's
-    sampler is an EpochShuffler (set its epoch before each epoch)."""
-    images, labels = load_mnist(data_dir, "train")
+    sampler is an EpochShuffler (set its epoch before each epoch). With canvases,
+    the digits are placed on them (see Canvases), cached in cache_dir."""
+    if canvases:
+        images, labels, digits = load_canvases(data_dir, "train", canvases, cache_dir)
+    else:
+        images, labels = load_mnist(data_dir, "train")
     if train_subset:
         images, labels = images[:train_subset], labels[:train_subset]
     train_idx, valid_idx = train_valid_split(len(labels), valid_size, random_seed)
@@ -118,13 +227,21 @@ def get_train_valid_loaders(data_dir, batch_size, random_seed, valid_size=0.1, s
         raise DataError(f"--valid_size {valid_size} of {len(labels)} images leaves "
                         f"{len(train_idx)} for training and {len(valid_idx)} for validation; "
                         f"training needs both")
-    train = ArrayDataset(images[train_idx], labels[train_idx])
-    valid = ArrayDataset(images[valid_idx], labels[valid_idx])
+    if canvases:
+        train = CanvasDataset(images[train_idx], labels[train_idx], digits[train_idx], canvases)
+        valid = CanvasDataset(images[valid_idx], labels[valid_idx])
+    else:
+        train = ArrayDataset(images[train_idx], labels[train_idx])
+        valid = ArrayDataset(images[valid_idx], labels[valid_idx])
     sampler = EpochShuffler(len(train), random_seed) if shuffle else None
     return (_loader(train, batch_size, num_workers, sampler),
             _loader(valid, batch_size, num_workers))
 
 
-def get_test_loader(data_dir, batch_size, num_workers=0):
-    """Loader over the 10,000 test images, in file order."""
-    return _loader(ArrayDataset(*load_mnist(data_dir, "test")), batch_size, num_workers)
+def get_test_loader(data_dir, batch_size, num_workers=0, canvases=None, cache_dir=None):
+    """Loader over the 10,000 test images, in file order; on canvases, if given."""
+    if canvases:
+        dataset = CanvasDataset(*load_canvases(data_dir, "test", canvases, cache_dir)[:2])
+    else:
+        dataset = ArrayDataset(*load_mnist(data_dir, "test"))
+    return _loader(dataset, batch_size, num_workers)

@@ -9,7 +9,7 @@ warnings.filterwarnings("ignore", message="No ccache found")  # Paddle's import 
 import paddle  # noqa: E402
 
 from config import get_config  # noqa: E402
-from data_loader import DataError, get_test_loader, get_train_valid_loaders  # noqa: E402
+from data_loader import Canvases, DataError, get_test_loader, get_train_valid_loaders  # noqa: E402
 from trainer import CheckpointError, RunError, Trainer  # noqa: E402
 
 
@@ -19,6 +19,11 @@ def main(config):
     if not config.use_gpu:  # the CPU's maths library; a GPU run leaves it alone
         paddle.base.core.set_num_threads(config.num_threads)
     paddle.seed(config.random_seed)
+    canvases = None
+    if config.dataset != "mnist":
+        canvases = Canvases(config.image_size, config.num_distractors, config.distractor_size,
+                            config.dataset_seed, config.fresh_canvases)
+    data = dict(canvases=canvases, cache_dir=config.cache_dir)
     try:
         # Adam's state is saved under Paddle's generated names (linear_0.w_0_moment1_0, ...):
         # a fresh name generator makes them the same in every run, even several in one process.
@@ -26,15 +31,15 @@ def main(config):
             if config.is_train:
                 loaders = get_train_valid_loaders(
                     config.data_dir, config.batch_size, config.random_seed, config.valid_size,
-                    config.shuffle, config.num_workers, config.train_subset)
+                    config.shuffle, config.num_workers, config.train_subset, **data)
                 test_loader = None
                 if config.test_freq:
                     test_loader = get_test_loader(config.data_dir, config.batch_size,
-                                                  config.num_workers)
+                                                  config.num_workers, **data)
                 Trainer(config).train(*loaders, test_loader)
             else:
                 Trainer(config).test(get_test_loader(config.data_dir, config.batch_size,
-                                                     config.num_workers))
+                                                     config.num_workers, **data))
     except (DataError, CheckpointError) as err:
         sys.exit(f"[!] {err}")
     except RunError as err:

@@ -101,7 +101,10 @@ def draw_boxes(ax, boxes, alpha=1.0):
 
 def glimpse_gif(saved, retina, out, fps):
     """One frame per glimpse step, every saved image in a grid. Returns the frame count."""
-    images = saved["images"][:, 0] * MNIST_STD + MNIST_MEAN  # back to [0, 1] for display
+    images = saved["images"][:, 0]
+    # 28x28 MNIST is standardised, canvases are not; files from before the flag are MNIST.
+    if "standardised" not in saved or saved["standardised"]:
+        images = images * MNIST_STD + MNIST_MEAN  # back to [0, 1] for display
     n, steps = len(images), saved["locations"].shape[1]
     H, W = images.shape[1:]
     boxes = np.stack([retina.patch_boxes(saved["locations"][:, t], H, W) for t in range(steps)],

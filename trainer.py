@@ -15,7 +15,7 @@ from tqdm import tqdm
 from visualdl import LogWriter
 
 from config import model_name
-from data_loader import EpochShuffler
+from data_loader import CanvasDataset, EpochShuffler
 from model import RecurrentAttention
 from utils import atomic_save
 
@@ -23,6 +23,9 @@ from utils import atomic_save
 # made with other values cannot be loaded under these.
 MODEL_OPTIONS = ["patch_size", "glimpse_scale", "num_patches", "loc_hidden", "glimpse_hidden",
                  "num_glimpses", "hidden_size", "std"]
+
+# The task a model was trained on, with the values of checkpoints from before the option.
+DATA_DEFAULTS = {"dataset": "mnist", "image_size": 28, "num_distractors": 0, "distractor_size": 8}
 
 
 class CheckpointError(Exception):
@@ -118,10 +121,12 @@ def load_checkpoint(path, config):
     except Exception as err:  # paddle.load raises many kinds on a damaged or foreign file
         raise CheckpointError(f"{path}: not a RAM-Paddle checkpoint, or damaged "
                               f"({type(err).__name__}); delete it or retrain") from None
-    differing = [f"--{name} {saved[name]} (checkpoint) vs {getattr(config, name)}"
-                 for name in MODEL_OPTIONS if saved[name] != getattr(config, name)]
+    differing = [f"--{name} {saved.get(name, DATA_DEFAULTS.get(name))} (checkpoint) vs "
+                 f"{getattr(config, name)}" for name in MODEL_OPTIONS + list(DATA_DEFAULTS)
+                 if saved.get(name, DATA_DEFAULTS.get(name)) != getattr(config, name)]
     if differing:
-        raise CheckpointError(f"{path} was trained with other model options: " + ", ".join(differing))
+        raise CheckpointError(f"{path} was trained with other model or data options: "
+                              + ", ".join(differing))
     return state
 
 
@@ -343,6 +348,8 @@ class Trainer:
         self.model.train()
         if isinstance(loader.batch_sampler.sampler, EpochShuffler):
             loader.batch_sampler.sampler.set_epoch(epoch)
+        if isinstance(loader.dataset, CanvasDataset):
+            loader.dataset.set_epoch(epoch)  # new canvases with --fresh_canvases
         total_loss = total_correct = 0.0
         seen = 0
         start = time.time()
@@ -414,7 +421,8 @@ class Trainer:
                                 locations=locations[:n].numpy(), predicted=predicted[:n].numpy(),
                                 patch_size=self.config.patch_size,
                                 num_patches=self.config.num_patches,
-                                glimpse_scale=self.config.glimpse_scale)
+                                glimpse_scale=self.config.glimpse_scale,
+                                standardised=self.config.dataset == "mnist")
         return save
 
     def test(self, test_loader):

@@ -40,6 +40,12 @@ def test_booleans(argv, expected):
     (["--patch_size", "eight"], "invalid int value"),
     (["--num_threads", "-1"], "--num_threads must not be negative"),
     (["--retina_method", "fft"], "argument --retina_method: invalid choice: 'fft'"),
+    (["--image_size", "60"], "--image_size 60 needs --dataset translated or cluttered"),
+    (["--dataset", "translated", "--num_distractors", "4"], "--num_distractors needs --dataset cluttered"),
+    (["--dataset", "cluttered", "--image_size", "20"], "--image_size must hold a 28x28 digit"),
+    (["--dataset", "cluttered", "--distractor_size", "0"], "--distractor_size must be 1 to 28"),
+    (["--dataset", "cluttered", "--num_distractors", "-1"], "--num_distractors must not be negative"),
+    (["--dataset", "svhn"], "argument --dataset: invalid choice: 'svhn'"),
 ])
 def test_bad_options_are_refused_in_one_line(argv, reason, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -55,3 +61,16 @@ def test_retina_method_reaches_the_retina():
     config = get_config(["--use_gpu=False", "--retina_method", "loop"])
     assert build_model(config).sensor.retina.method == "loop"
     assert get_config(["--use_gpu=False"]).retina_method == "auto"
+
+
+@pytest.mark.parametrize("argv,size,distractors,name", [
+    ([], 28, 0, "ram_6_8x8_1"),
+    (["--dataset", "translated"], 60, 0, "ram_6_8x8_1_translated60"),
+    (["--dataset", "cluttered"], 60, 4, "ram_6_8x8_1_cluttered60_d4"),
+    (["--dataset", "cluttered", "--image_size", "100", "--num_distractors", "8", "--num_glimpses",
+      "8", "--patch_size", "12", "--num_patches", "4", "--glimpse_scale", "2"], 100, 8,
+     "ram_8_12x12_2_cluttered100_d8"),
+])
+def test_tasks_have_their_papers_defaults_and_names(argv, size, distractors, name):
+    config = get_config(argv + ["--use_gpu=False"])
+    assert (config.image_size, config.num_distractors, model_name(config)) == (size, distractors, name)

@@ -5,8 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from data_loader import (DataError, EpochShuffler, get_test_loader, get_train_valid_loaders,
-                         load_mnist, train_valid_split)
+from data_loader import (CanvasDataset, Canvases, DataError, EpochShuffler, get_test_loader,
+                         get_train_valid_loaders, load_canvases, load_mnist, make_canvases,
+                         train_valid_split)
 from tests.helpers import MNIST_DIR, write_fake_mnist, write_idx
 
 
@@ -94,3 +95,89 @@ def test_split_without_validation_images_is_refused(tmp_path):
     folder = write_fake_mnist(tmp_path / "mnist")
     with pytest.raises(DataError, match="training needs both"):
         get_train_valid_loaders(folder, 32, 1, valid_size=0.0)
+
+
+def digits_of(rng, n, side=28):
+    return rng.integers(0, 256, size=(n, side, side)).astype(np.uint8)
+
+
+def test_translated_canvas_is_the_digit_fully_inside_on_black():
+    digits = digits_of(np.random.default_rng(0), 300)
+    canvases, corners = make_canvases(digits, 60, 0, 8, np.random.default_rng(1))
+    assert canvases.shape == (300, 60, 60) and canvases.dtype == np.uint8
+    assert corners.min() == 0 and corners.max() == 60 - 28  # every place is drawn, none outside
+    for canvas, digit, (row, col) in zip(canvases, digits, corners):
+        np.testing.assert_array_equal(canvas[row:row + 28, col:col + 28], digit)
+        canvas[row:row + 28, col:col + 28] = 0
+        assert not canvas.any()
+
+
+@pytest.mark.parametrize("size,num_distractors,distractor_size", [(60, 4, 8), (100, 8, 8),
+                                                                  (40, 3, 5)])
+def test_cluttered_canvas_holds_the_digit_and_each_distractor_once(size, num_distractors,
+                                                                   distractor_size):
+    # Digits of ones: the canvas's sum counts the digit's pixels and each distractor's.
+    ones = np.ones((500, 28, 28), np.uint8)
+    canvases, corners = make_canvases(ones, size, num_distractors, distractor_size,
+                                      np.random.default_rng(2))
+    assert (canvases.reshape(500, -1).sum(axis=1) == 784 + num_distractors * distractor_size ** 2).all()
+    assert corners.min() >= 0 and corners.max() <= size - 28
+    # The digit stays whole under the clutter.
+    digits = digits_of(np.random.default_rng(3), 500)
+    cluttered, corners = make_canvases(digits, size, num_distractors, distractor_size,
+                                       np.random.default_rng(2))
+    for canvas, digit, (row, col) in zip(cluttered, digits, corners):
+        assert (canvas[row:row + 28, col:col + 28] >= digit).all()
+    # Where pieces of 200 overlap, the sum clips at 255 rather than wrapping round.
+    overlapped = make_canvases(np.full((500, 28, 28), 200, np.uint8), size, num_distractors,
+                               distractor_size, np.random.default_rng(2))[0]
+    assert set(np.unique(overlapped)) == {0, 200, 255}
+
+
+def test_canvases_depend_only_on_the_seed():
+    digits = digits_of(np.random.default_rng(0), 200)
+    a, b, c = (make_canvases(digits, 60, 4, 8, np.random.default_rng(seed))[0] for seed in (7, 7, 8))
+    np.testing.assert_array_equal(a, b)
+    assert (a != c).any()
+
+
+def test_bad_canvas_sizes_are_refused():
+    digits = digits_of(np.random.default_rng(0), 4)
+    with pytest.raises(DataError, match="--image_size 20 must hold a 28x28 digit"):
+        make_canvases(digits, 20, 0, 8, np.random.default_rng(0))
+    with pytest.raises(DataError, match="--distractor_size 30 must fit"):
+        make_canvases(digits, 60, 4, 30, np.random.default_rng(0))
+
+
+def test_test_canvases_are_the_same_in_every_run_and_cached(tmp_path):
+    folder = write_fake_mnist(tmp_path / "mnist", num_train=120, num_test=40)
+    canvases = Canvases(50, 3, 8, seed=5)
+    first, labels, _ = load_canvases(folder, "test", canvases, tmp_path / "cache_a")
+    assert sorted(os.listdir(tmp_path / "cache_a")) == ["cluttered50_d3x8_seed5_test.npy"]
+    again, _, _ = load_canvases(folder, "test", canvases, tmp_path / "cache_b")  # made afresh
+    cached, _, _ = load_canvases(folder, "test", canvases, tmp_path / "cache_a")
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(first, cached)
+    np.testing.assert_array_equal(labels, load_mnist(folder, "test")[1])
+    loader = get_test_loader(folder, 16, canvases=canvases, cache_dir=tmp_path / "cache_a")
+    x, y = next(iter(loader))
+    assert x.shape == [16, 1, 50, 50] and float(x.min()) == 0 and float(x.max()) <= 1
+    np.testing.assert_allclose(x.numpy()[:, 0], first[:16] / 255, rtol=1e-6)
+
+
+def test_fresh_canvases_change_each_epoch_and_only_for_training(tmp_path):
+    folder = write_fake_mnist(tmp_path / "mnist", num_train=100, num_test=10)
+    loaders = [get_train_valid_loaders(folder, 25, 1, 0.2, canvases=Canvases(40, 2, 8, 0, fresh),
+                                       cache_dir=tmp_path / "cache") for fresh in (False, True)]
+    (fixed_train, fixed_valid), (fresh_train, fresh_valid) = loaders
+    assert isinstance(fresh_train.dataset, CanvasDataset)
+    fixed = fixed_train.dataset.images.copy()
+    seen = []
+    for epoch in (0, 1, 0):
+        for dataset in (fixed_train.dataset, fresh_train.dataset, fresh_valid.dataset):
+            dataset.set_epoch(epoch)
+        seen.append(fresh_train.dataset.images.copy())
+        np.testing.assert_array_equal(fixed_train.dataset.images, fixed)
+    assert (seen[0] != seen[1]).any()
+    np.testing.assert_array_equal(seen[0], seen[2])  # a resumed run draws the same canvases
+    np.testing.assert_array_equal(fresh_valid.dataset.images, fixed_valid.dataset.images)

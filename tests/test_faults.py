@@ -200,7 +200,7 @@ def test_other_model_options_are_refused_by_name(tmp_path):
     assert run_cli(tmp_path).returncode == 0
     message = one_line_failure(run_cli(tmp_path, "--resume=True", "--hidden_size", "24",
                                        "--std", "0.1"))
-    assert message.endswith("other model options: --hidden_size 32 (checkpoint) vs 24, "
+    assert message.endswith("other model or data options: --hidden_size 32 (checkpoint) vs 24, "
                             "--std 0.05 (checkpoint) vs 0.1")
     # Options that do not change the model may differ.
     assert run_cli(tmp_path, "--resume=True", "--epochs", "2", "--init_lr", "1e-3").returncode == 0

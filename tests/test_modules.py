@@ -65,6 +65,19 @@ def test_every_retina_method_matches_loop_oracle(num_patches, glimpse_scale, cha
         np.testing.assert_allclose(phi.numpy(), expected, rtol=1e-5, atol=1e-6, err_msg=method)
 
 
+@pytest.mark.parametrize("size,num_patches", [(60, 3), (100, 4)])
+def test_retina_on_the_papers_canvases_matches_loop_oracle(size, num_patches):
+    """The translated and cluttered tasks' retinas: 12x12 patches, each next one twice as wide."""
+    rng = np.random.default_rng(size)
+    images = rng.uniform(size=(16, 1, size, size)).astype(np.float32)
+    locations = random_locations(rng, 16)
+    expected = retina_oracle(images, locations, 12, num_patches, 2)
+    for method in METHODS:
+        phi = Retina(12, num_patches, 2, method).foveate(paddle.to_tensor(images),
+                                                         paddle.to_tensor(locations))
+        np.testing.assert_allclose(phi.numpy(), expected, rtol=1e-5, atol=1e-6, err_msg=method)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_retina_centre_pixel_and_zero_padding(method):
     images = np.arange(28 * 28, dtype=np.float32).reshape(1, 1, 28, 28) + 1
