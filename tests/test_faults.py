@@ -16,7 +16,7 @@ from data_loader import get_train_valid_loaders
 from tests.helpers import ROOT, tiny_args, tiny_config
 from trainer import RunError, Trainer, load_checkpoint
 
-EPOCHS = 40  # of about 0.1 s each: long enough to be interrupted at many moments
+EPOCHS = 40  # of about 0.1 s each on a quiet machine: long enough for many kills
 CKPT = "ram_3_4x4_2_ckpt.pdparams"
 
 
@@ -68,20 +68,32 @@ def resume_to_the_end_and_compare(folder, straight):
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory):
-    """The weights of an uninterrupted run."""
+def straight_run(tmp_path_factory):
+    """The folder of an uninterrupted run."""
     folder = tmp_path_factory.mktemp("straight")
     subprocess.run(command(folder), check=True, capture_output=True, timeout=300)
-    return weights(folder)
+    return folder
 
 
-def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(tmp_path, straight):
+@pytest.fixture(scope="module")
+def straight(straight_run):
+    """The weights of an uninterrupted run."""
+    return weights(straight_run)
+
+
+def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(tmp_path, straight,
+                                                                       straight_run):
+    # Kill within the first few epochs of each run, timed by this machine's own epochs
+    # (a loaded machine is slower), so that kills land in steps, validations and writes.
+    with open(straight_run / "logs" / "ram_3_4x4_2.log") as f:
+        epoch_seconds = np.median([float(line.split(" seconds ")[1].split()[0]) for line in f
+                                   if line.startswith("epoch")])
     rng = random.Random(0)
     kills = 0
     while kills < 10:
         resume = (tmp_path / "ckpt" / CKPT).exists()
         process = start_and_wait_for_training(tmp_path, resume)
-        time.sleep(rng.uniform(0.0, 0.35))  # in a step, a validation or a checkpoint write
+        time.sleep(rng.uniform(0.0, 3.5 * max(epoch_seconds, 0.1)))
         if process.poll() is None:
             process.kill()
             kills += 1
