@@ -24,8 +24,11 @@ from utils import atomic_save
 MODEL_OPTIONS = ["patch_size", "glimpse_scale", "num_patches", "loc_hidden", "glimpse_hidden",
                  "num_glimpses", "hidden_size", "std"]
 
-# The task a model was trained on, with the values of checkpoints from before the option.
-DATA_DEFAULTS = {"dataset": "mnist", "image_size": 28, "num_distractors": 0, "distractor_size": 8}
+# The task a model was trained on: testing or resuming it on another is refused too.
+DATA_OPTIONS = ["dataset", "image_size", "num_distractors", "distractor_size"]
+# What checkpoints from before an option were made with.
+OPTION_DEFAULTS = {"dataset": "mnist", "image_size": 28, "num_distractors": 0, "distractor_size": 8,
+                   "lr_schedule": "plateau"}
 
 
 class CheckpointError(Exception):
@@ -117,13 +120,12 @@ def load_checkpoint(path, config):
                               f"or check --ckpt_dir, --best and the model options")
     try:
         state = paddle.load(path)
-        saved = state["config"]
+        state["config"] = saved = {**OPTION_DEFAULTS, **state["config"]}
     except Exception as err:  # paddle.load raises many kinds on a damaged or foreign file
         raise CheckpointError(f"{path}: not a RAM-Paddle checkpoint, or damaged "
                               f"({type(err).__name__}); delete it or retrain") from None
-    differing = [f"--{name} {saved.get(name, DATA_DEFAULTS.get(name))} (checkpoint) vs "
-                 f"{getattr(config, name)}" for name in MODEL_OPTIONS + list(DATA_DEFAULTS)
-                 if saved.get(name, DATA_DEFAULTS.get(name)) != getattr(config, name)]
+    differing = [f"--{name} {saved[name]} (checkpoint) vs {getattr(config, name)}"
+                 for name in MODEL_OPTIONS + DATA_OPTIONS if saved[name] != getattr(config, name)]
     if differing:
         raise CheckpointError(f"{path} was trained with other model or data options: "
                               + ", ".join(differing))
@@ -180,7 +182,7 @@ class Trainer:
         self.model.set_state_dict(state["model"])
         if self.config.is_train:  # testing needs neither Adam nor the schedule
             saved = state["config"]
-            schedule = saved.get("lr_schedule", "plateau")  # checkpoints before the option
+            schedule = saved["lr_schedule"]
             if schedule != self.config.lr_schedule:
                 raise CheckpointError(f"{path} was trained with --lr_schedule {schedule}: "
                                       f"resume it with the same schedule")
