@@ -2,6 +2,7 @@
 (translated, cluttered), split into train / valid / test loaders."""
 import gzip
 import os
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -44,6 +45,18 @@ def _read_idx(data_dir, name, magic):
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims), path
 
 
+def read_digits(data_dir, split):
+    """The raw digits and labels of one split ("train" or "test"): uint8 (N, 28, 28)
+    and int64 (N,)."""
+    image_name, label_name = FILES[split]
+    images, image_path = _read_idx(data_dir, image_name, IMAGE_MAGIC)
+    labels, label_path = _read_idx(data_dir, label_name, LABEL_MAGIC)
+    if len(images) != len(labels):
+        raise DataError(f"{image_path} holds {len(images)} images but {label_path} holds "
+                        f"{len(labels)} labels. Replace them with the original files.")
+    return images, labels.astype(np.int64)
+
+
 def load_mnist(data_dir, split):
     """Normalised images and labels of one split ("train" or "test").
 
@@ -51,14 +64,9 @@ def load_mnist(data_dir, split):
         images: float32 array (N, 1, 28, 28), (pixel / 255 - 0.1307) / 0.3081.
         labels: int64 array (N,).
     """
-    image_name, label_name = FILES[split]
-    images, image_path = _read_idx(data_dir, image_name, IMAGE_MAGIC)
-    labels, label_path = _read_idx(data_dir, label_name, LABEL_MAGIC)
-    if len(images) != len(labels):
-        raise DataError(f"{image_path} holds {len(images)} images but {label_path} holds "
-                        f"{len(labels)} labels. Replace them with the original files.")
+    images, labels = read_digits(data_dir, split)
     images = (images.astype(np.float32) / 255.0 - MNIST_MEAN) / MNIST_STD
-    return images[:, None], labels.astype(np.int64)
+    return images[:, None], labels
 
 
 SPLIT_STREAMS = {"train": 0, "test": 1, "fresh": 2}  # independent random streams per purpose
@@ -122,22 +130,24 @@ def load_canvases(data_dir, split, canvases, cache_dir):
 
     Returns: uint8 (N, S, S) canvases, int64 (N,) labels, the file's uint8 (N, 28, 28) digits.
     """
-    image_name, label_name = FILES[split]
-    digits, _ = _read_idx(data_dir, image_name, IMAGE_MAGIC)
-    labels, _ = _read_idx(data_dir, label_name, LABEL_MAGIC)
+    digits, labels = read_digits(data_dir, split)
     path = os.path.join(cache_dir, canvases.name(split) + ".npy")
     if os.path.isfile(path):
         images = np.load(path)
         if images.shape == (len(digits), canvases.image_size, canvases.image_size):
-            return images, labels.astype(np.int64), digits
+            return images, labels, digits
+    start = time.time()
     rng = np.random.default_rng([canvases.seed, SPLIT_STREAMS[split]])
     images, _ = make_canvases(digits, canvases.image_size, canvases.num_distractors,
                               canvases.distractor_size, rng)
+    seconds = time.time() - start
     os.makedirs(cache_dir, exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}.npy"
     np.save(tmp, images)
     os.replace(tmp, path)  # a run killed mid-write leaves no half cache
-    return images, labels.astype(np.int64), digits
+    print(f"[*] Made {len(images)} {canvases.name(split)} canvases in {seconds:.1f} s, "
+          f"cached in {path}")
+    return images, labels, digits
 
 
 class CanvasDataset(paddle.io.Dataset):

@@ -177,8 +177,8 @@ def figures(retina, location, data_dir, out_dir):
 
 def read_log(path):
     """Per epoch (the last line of each, if a resumed run repeated one): train and
-    valid loss and error (%), and test and selected test error (%) where --test_freq
-    measured them (NaN elsewhere)."""
+    valid loss and error (%), and the validation-selected model's test error (%)
+    where --test_freq measured it (NaN elsewhere)."""
     if not os.path.isfile(path):
         raise PlotError(f"no training log at {path}: pass --logs_dir, or train first")
     epochs = {}
@@ -191,7 +191,6 @@ def read_log(path):
                                                 float(values["valid_loss"]),
                                                 100 - float(values["train_acc"]),
                                                 float(values["valid_err"]),
-                                                float(values.get("test_err", "nan")),
                                                 float(values.get("selected_test_err", "nan")))
     if not epochs:
         raise PlotError(f"{path} has no epoch lines yet")
@@ -205,12 +204,12 @@ def curves(log_path, out):
     for column, ax, label in [(0, loss_ax, "train"), (1, loss_ax, "validation"),
                               (2, error_ax, "train"), (3, error_ax, "validation")]:
         ax.plot(numbers, values[:, column], marker="." if len(numbers) < 40 else None, label=label)
-    tested = ~np.isnan(values[:, 5])
+    tested = ~np.isnan(values[:, 4])
     title = f"error (validation: M repeats); best {values[:, 3].min():.2f}%"
     if tested.any():  # --test_freq: the test error of the validation-selected model
-        error_ax.plot(np.array(numbers)[tested], values[tested, 5], "o", markersize=3,
+        error_ax.plot(np.array(numbers)[tested], values[tested, 4], "o", markersize=3,
                       label="test, best-validation model")
-        title = f"error; test (best-validation model) {values[tested, 5][-1]:.2f}%"
+        title = f"error; test (best-validation model) {values[tested, 4][-1]:.2f}%"
     loss_ax.set(xlabel="epoch", ylabel="loss", title="loss (NLL + MSE + 0.01 REINFORCE)")
     error_ax.set(xlabel="epoch", ylabel="error (%)", yscale="log", title=title)
     error_ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
