@@ -44,10 +44,12 @@ class RecurrentAttention(nn.Layer):
         if l_0 is None:
             l_0 = paddle.uniform([batch_size, 2], dtype=x.dtype, min=-1.0, max=1.0)
         l_t = l_0
+        # The images are the same at every glimpse: the retina's work on them is done once.
+        table = self.sensor.retina.summed_area_table(x)
         locations, log_pi, baselines = [], [], []
         for t in range(self.num_glimpses):
             locations.append(l_t)
-            h_t = self.rnn(self.sensor(x, l_t), h_t)
+            h_t = self.rnn(self.sensor(x, l_t, table), h_t)
             # The location chosen after the last glimpse is never looked at, but
             # its log_pi still enters the loss, as in the PyTorch reference.
             l_t, log_pi_t = self.locator(h_t, None if noise is None else noise[:, t])

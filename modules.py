@@ -57,15 +57,19 @@ class Retina:
 
     Three ways to cut the patches compute the same phi:
       "loop":   per image and scale, slice a zero-padded copy (the reference's way);
-      "numpy":  one NumPy gather for the whole batch and every scale;
-      "paddle": the same gather with Paddle ops, so that a GPU batch stays on the GPU.
+      "numpy":  from the images' summed-area table, with NumPy;
+      "paddle": the same with Paddle ops, so that a GPU batch stays on the GPU.
     "auto" takes "numpy" for a batch on the CPU (the fastest there: see
     benchmark.py) and "paddle" on any other device.
 
-    The gathers read the images in place, with no padded copy: a pixel outside
-    the image reads the nearest edge pixel and is then multiplied by zero. Each
-    patch's pixels are gathered in (g, g, f, f) order, f = size // g, so
-    that average pooling is a product with a vector of 1 / f^2.
+    Summed-area table: with S[r, c] the sum of the pixels above and left of
+    (r, c), a pooled pixel covering rows [r0, r1) and columns [c0, c1) is
+    (S[r1, c1] - S[r0, c1] - S[r1, c0] + S[r0, c0]) / f^2. Four reads per pooled
+    pixel whatever f is, against f^2 for cutting the patch out: 7x fewer reads
+    at 60x60 with k=3, 27x fewer at 100x100 with k=4. Clipping r0, r1, c0, c1 to
+    the image's edges leaves out exactly the pixels beyond them, which are zeros.
+    The table is made once per batch and shared by its T glimpses (see
+    summed_area_table), in float64 so that the differences keep float32's precision.
     """
 
     methods = ("auto", "numpy", "paddle", "loop")
@@ -79,16 +83,13 @@ class Retina:
         self.method = method
         # Integer scales keep every side a multiple of g, so pooling is exact.
         self.sizes = [patch_size * glimpse_scale**i for i in range(num_patches)]
-        self.row_offsets, self.col_offsets = [], []
-        for size in self.sizes:
-            f = size // patch_size
-            # Pixel (i * f + u, j * f + v) of the patch goes to place (i, j, u, v).
-            i, j, u, v = np.meshgrid(*[np.arange(n) for n in (patch_size, patch_size, f, f)],
-                                     indexing="ij")
-            self.row_offsets.append((i * f + u).reshape(-1) - size // 2)
-            self.col_offsets.append((j * f + v).reshape(-1) - size // 2)
-        self.row_offsets = np.concatenate(self.row_offsets)
-        self.col_offsets = np.concatenate(self.col_offsets)
+        # (k, 1, 1): the pixels each pooled pixel averages, f^2, per scale.
+        self.pool_areas = np.array([(size // patch_size) ** 2 for size in self.sizes],
+                                   np.float64).reshape(-1, 1, 1)
+        # (k, g + 1): the edges of each scale's g pooled rows (or columns),
+        # relative to the centre pixel.
+        self.edges = np.stack([np.arange(patch_size + 1) * (size // patch_size) - size // 2
+                               for size in self.sizes])
 
     def patch_boxes(self, locations, height, width):
         """Where each patch lies in the image, for drawing it: an int array (B, k, 4)
@@ -100,71 +101,91 @@ class Retina:
         return np.stack([np.clip(top, 0, height), np.clip(left, 0, width),
                          np.clip(top + sizes, 0, height), np.clip(left + sizes, 0, width)], axis=-1)
 
-    def foveate(self, x, l):
+    def resolve(self, x):
+        """The method that runs for images x: "auto" made concrete."""
+        if self.method != "auto":
+            return self.method
+        return "numpy" if x.place.is_cpu_place() else "paddle"
+
+    def summed_area_table(self, x):
+        """The summed-area table of images x (B, C, H, W), computed once per batch:
+        float64 (B, C, H + 1, W + 1), S[:, :, r, c] the sum of x[:, :, :r, :c]; a
+        NumPy array for "numpy", a Tensor on x's device for "paddle", and None for
+        "loop", which does not use one."""
+        method = self.resolve(x)
+        if method == "loop":
+            return None
+        if method == "paddle":
+            table = x.astype("float64").cumsum(axis=2).cumsum(axis=3)
+            return F.pad(table, [1, 0, 1, 0])  # a zero row on top, a zero column on the left
+        images = as_array(x)
+        B, C, H, W = images.shape
+        table = np.zeros((B, C, H + 1, W + 1))
+        inner = table[:, :, 1:, 1:]
+        inner[...] = images
+        np.cumsum(inner, axis=2, out=inner)
+        np.cumsum(inner, axis=3, out=inner)
+        return table
+
+    def foveate(self, x, l, table=None):
         """The glimpse phi of every image at its location.
 
         Args:
             x: Tensor (B, C, H, W), the images.
             l: Tensor (B, 2), the locations.
+            table: summed_area_table(x), when the caller keeps it for the batch's
+                next glimpses; made here when None.
         Returns:
             phi: Tensor (B, k * C * g * g) on x's device: the k pooled patches in
             order of size, each flattened as (C, g, g).
         """
-        method = self.method
-        if method == "auto":
-            method = "numpy" if x.place.is_cpu_place() else "paddle"
+        method = self.resolve(x)
+        if method == "loop":
+            return paddle.to_tensor(self.foveate_loop(as_array(x), as_array(l)), place=x.place)
+        if table is None:
+            table = self.summed_area_table(x)
         if method == "paddle":
-            return self.foveate_paddle(x, l)
-        foveate = self.foveate_numpy if method == "numpy" else self.foveate_loop
-        return paddle.to_tensor(foveate(as_array(x), as_array(l)), place=x.place)
+            return self.foveate_paddle(table, l)
+        return paddle.to_tensor(self.foveate_numpy(table, as_array(l)), place=x.place)
 
-    def pooling_vectors(self, xp):
-        """Per scale, the (f * f,) vector of 1 / f^2 that average-pools it; xp is numpy or paddle."""
-        vectors = []
-        for size in self.sizes:
-            f = size // self.patch_size
-            vectors.append(xp.full([f * f], 1.0 / (f * f), dtype="float32"))
-        return vectors
-
-    def foveate_numpy(self, images, locations):
-        """phi from float32 arrays images (B, C, H, W) and locations (B, 2), as an array."""
-        B, C, H, W = images.shape
+    def foveate_numpy(self, table, locations):
+        """phi as a float32 array (B, k * C * g * g), from a NumPy summed-area table
+        (B, C, H + 1, W + 1) and float32 locations (B, 2)."""
+        B, C, H, W = table.shape[0], table.shape[1], table.shape[2] - 1, table.shape[3] - 1
         rows, cols = pixel_centres(locations, H, W)
-        rows = rows[:, None] + self.row_offsets
-        cols = cols[:, None] + self.col_offsets
-        inside = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
-        index = np.clip(rows, 0, H - 1) * W + np.clip(cols, 0, W - 1)
-        # One flat take over the whole batch: channel c of image b starts at (b * C + c) * H * W.
-        index = index[:, None, :] + (np.arange(B * C) * (H * W)).reshape(B, C, 1)
-        pixels = images.reshape(-1).take(index) * inside[:, None, :]  # zero outside the image
-        return self.pool(pixels, self.pooling_vectors(np), np.concatenate)
+        top = np.clip(rows[:, None, None] + self.edges, 0, H)  # (B, k, g + 1)
+        left = np.clip(cols[:, None, None] + self.edges, 0, W)
+        index = (top[:, :, :, None] * (W + 1) + left[:, :, None, :]).reshape(B, 1, -1)
+        # One flat take over the batch: channel c of image b starts at (b * C + c) * (H + 1) * (W + 1).
+        index = index + (np.arange(B * C) * ((H + 1) * (W + 1))).reshape(B, C, 1)
+        corners = table.reshape(-1).take(index)
+        return self.pool(corners, self.pool_areas)
 
-    def foveate_paddle(self, x, l):
-        """phi from Tensors x (B, C, H, W) and l (B, 2), with Paddle ops only."""
-        B, C, H, W = x.shape
+    def foveate_paddle(self, table, l):
+        """phi as a float32 Tensor (B, k * C * g * g), from a summed-area table Tensor
+        (B, C, H + 1, W + 1) and locations l (B, 2), with Paddle ops only."""
+        B, C, H, W = table.shape[0], table.shape[1], table.shape[2] - 1, table.shape[3] - 1
         rows, cols = pixel_centres(l, H, W)
-        rows = rows.unsqueeze(1) + paddle.to_tensor(self.row_offsets, place=x.place)
-        cols = cols.unsqueeze(1) + paddle.to_tensor(self.col_offsets, place=x.place)
-        inside = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
-        index = rows.clip(0, H - 1) * W + cols.clip(0, W - 1)
+        edges = paddle.to_tensor(self.edges, place=table.place)
+        top = (rows.reshape([B, 1, 1]) + edges).clip(0, H)  # (B, k, g + 1)
+        left = (cols.reshape([B, 1, 1]) + edges).clip(0, W)
+        index = (top.unsqueeze(3) * (W + 1) + left.unsqueeze(2)).reshape([B, -1])
         # index_sample gathers row by row: one row of indices per (image, channel).
-        pixels = paddle.index_sample(x.reshape([B * C, H * W]), index.repeat_interleave(C, axis=0))
-        pixels = pixels.reshape([B, C, -1]) * inside.unsqueeze(1).astype(x.dtype)
-        return self.pool(pixels, self.pooling_vectors(paddle), paddle.concat)
+        corners = paddle.index_sample(table.reshape([B * C, -1]), index.repeat_interleave(C, axis=0))
+        return self.pool(corners.reshape([B, C, -1]),
+                         paddle.to_tensor(self.pool_areas, place=table.place))
 
-    def pool(self, pixels, vectors, concat):
-        """(B, C, N) gathered pixels, each scale in (g, g, f, f) order -> phi (B, k * C * g * g)."""
-        B, C, _ = pixels.shape
-        g2 = self.patch_size ** 2
-        phi, start = [], 0
-        for size, vector in zip(self.sizes, vectors):
-            f2 = (size // self.patch_size) ** 2
-            patch = pixels[:, :, start:start + g2 * f2]
-            if f2 > 1:  # one matrix-vector product over every (image, channel, pooled pixel)
-                patch = patch.reshape([B * C * g2, f2]) @ vector
-            phi.append(patch.reshape([B, C * g2]))
-            start += g2 * f2
-        return phi[0] if len(phi) == 1 else concat(phi, 1)
+    def pool(self, corners, pool_areas):
+        """(B, C, k * (g + 1)^2) table values at the pooled pixels' corners, in
+        (k, g + 1, g + 1) order -> phi (B, k * C * g * g), float32. Works on
+        NumPy arrays and on Tensors alike."""
+        B, C, _ = corners.shape
+        k, g = self.num_patches, self.patch_size
+        corners = corners.reshape([B, C, k, g + 1, g + 1])
+        sums = (corners[:, :, :, 1:, 1:] - corners[:, :, :, :-1, 1:]
+                - corners[:, :, :, 1:, :-1] + corners[:, :, :, :-1, :-1])
+        phi = (sums / pool_areas).astype("float32")  # (B, C, k, g, g)
+        return phi.transpose([0, 2, 1, 3, 4]).reshape([B, -1])
 
     def foveate_loop(self, images, locations):
         """phi from arrays, one image and scale at a time: the PyTorch reference's method."""
@@ -196,7 +217,9 @@ class GlimpseNetwork(nn.Layer):
         patch_size, num_patches, glimpse_scale: the Retina's g, k, s.
         channels: C, the image's channels.
         retina_method: how the Retina cuts patches ("auto", "numpy", "paddle", "loop").
-    Input: x (B, C, H, W), l (B, 2). Output: g_t (B, glimpse_hidden + loc_hidden).
+    Input: x (B, C, H, W), l (B, 2) and, optionally, table: the retina's
+    summed_area_table(x), kept by the caller for all of the batch's glimpses.
+    Output: g_t (B, glimpse_hidden + loc_hidden).
     """
 
     def __init__(self, glimpse_hidden, loc_hidden, patch_size, num_patches, glimpse_scale, channels,
@@ -208,8 +231,8 @@ class GlimpseNetwork(nn.Layer):
         self.fc3 = Linear(glimpse_hidden, glimpse_hidden + loc_hidden)
         self.fc4 = Linear(loc_hidden, glimpse_hidden + loc_hidden)
 
-    def forward(self, x, l):
-        phi = self.retina.foveate(x, l)
+    def forward(self, x, l, table=None):
+        phi = self.retina.foveate(x, l, table)
         what = self.fc3(F.relu(self.fc1(phi)))
         where = self.fc4(F.relu(self.fc2(l)))
         return F.relu(what + where)
