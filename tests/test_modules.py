@@ -175,3 +175,21 @@ def test_location_log_pi_is_density_of_unclamped_sample():
     # point, so log_pi is lower than the clamped point's density (equal if taken after).
     gap = density[~inside] - log_pi.numpy()[~inside]
     assert (gap > -1e-4).all() and gap.sum() > 1.0
+
+
+@pytest.mark.parametrize("method", ["numpy", "paddle"])
+def test_model_shares_one_table_between_glimpses_and_matches_the_loop(method):
+    """The model makes the summed-area table once and passes it to every glimpse:
+    its episode equals the loop oracle's, which makes none."""
+    from model import RecurrentAttention
+    rng = np.random.default_rng(3)
+    x = paddle.to_tensor(rng.uniform(size=(8, 1, 60, 60)).astype(np.float32))
+    l_0 = paddle.to_tensor(random_locations(rng, 10)[:8])
+    noise = paddle.to_tensor(rng.normal(size=(8, 4, 2)).astype(np.float32))
+    outputs = {}
+    for name in ("loop", method):
+        paddle.seed(0)
+        model = RecurrentAttention(12, 3, 2, 1, 16, 16, 0.1, 32, 10, 4, retina_method=name)
+        outputs[name] = [t.numpy() for t in model(x, l_0, noise)]
+    for got, want in zip(outputs[method], outputs["loop"]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
