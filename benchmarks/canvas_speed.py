@@ -1,5 +1,5 @@
-"""Training and evaluation speed on the translated and cluttered tasks' canvases,
-this checkout against an earlier commit, in one run:
+"""Training and evaluation speed on 28x28 MNIST and on the translated and cluttered
+tasks' canvases, this checkout against an earlier commit, in one run:
 
     python benchmarks/canvas_speed.py 5690460 --json > logs/canvas_speed.jsonl
 
@@ -7,8 +7,9 @@ Each side runs in its own process from its own tree (the commit is checked out
 with `git worktree` in a temporary folder) with main.py's settings on one
 thread, and the two take turns, so that both see the same machine. A
 measurement is images per second over --steps training steps of batch 128, or
-over --eval_batches evaluations with M=10, on random 60x60 (3 scales) and
-100x100 (4 scales) canvases with 12x12 patches and 8 glimpses; median of --repeats.
+over --eval_batches evaluations with M=10, on random images: 28x28 with the
+defaults (one 8x8 patch, 6 glimpses), and 60x60 (3 scales) and 100x100 (4 scales)
+with 12x12 patches and 8 glimpses; median of --repeats.
 """
 import argparse
 import json
@@ -20,7 +21,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TASKS = [("60x60", 60, 3), ("100x100", 100, 4)]
+TASKS = [("28x28", 28, 1), ("60x60", 60, 3), ("100x100", 100, 4)]
 
 
 def measure(tree, side, num_patches, steps, eval_batches):
@@ -35,9 +36,10 @@ def measure(tree, side, num_patches, steps, eval_batches):
     from trainer import Trainer, evaluate
     paddle.set_device("cpu")
     paddle.base.core.set_num_threads(1)
-    config = get_config(["--use_gpu=False", "--dataset", "cluttered", "--image_size", str(side),
-                         "--patch_size", "12", "--num_patches", str(num_patches),
-                         "--glimpse_scale", "2", "--num_glimpses", "8"])
+    task = [] if side == 28 else [
+        "--dataset", "cluttered", "--image_size", str(side), "--patch_size", "12",
+        "--num_patches", str(num_patches), "--glimpse_scale", "2", "--num_glimpses", "8"]
+    config = get_config(["--use_gpu=False", *task])
     paddle.seed(0)
     trainer = Trainer(config)
     rng = np.random.default_rng(0)
