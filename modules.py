@@ -71,6 +71,8 @@ class Retina:
     the image's edges leaves out exactly the pixels beyond them, which are zeros.
     The table is made once per batch and shared by its T glimpses (see
     summed_area_table), in float64 so that the differences keep float32's precision.
+    A retina that does not pool (every patch g x g, as the 28x28 default's one
+    8x8 patch) has nothing to gain from it: on the CPU it reads the pixels directly.
     """
 
     methods = ("auto", "numpy", "paddle", "loop")
@@ -84,6 +86,7 @@ class Retina:
         self.method = method
         # Integer scales keep every side a multiple of g, so pooling is exact.
         self.sizes = [patch_size * glimpse_scale**i for i in range(num_patches)]
+        self.pools = self.sizes[-1] > patch_size
         # (k, 1, 1): the pixels each pooled pixel averages, f^2, per scale.
         self.pool_areas = np.array([(size // patch_size) ** 2 for size in self.sizes],
                                    np.float64).reshape(-1, 1, 1)
@@ -111,10 +114,10 @@ class Retina:
     def summed_area_table(self, x):
         """The summed-area table of images x (B, C, H, W), computed once per batch:
         float64 (B, C, H + 1, W + 1), S[:, :, r, c] the sum of x[:, :, :r, :c]; a
-        NumPy array for "numpy", a Tensor on x's device for "paddle", and None for
-        "loop", which does not use one."""
+        NumPy array for "numpy", a Tensor on x's device for "paddle". None where
+        foveate uses none: for "loop", and for "numpy" if the retina does not pool."""
         method = self.resolve(x)
-        if method == "loop":
+        if method == "loop" or (method == "numpy" and not self.pools):
             return None
         if method == "paddle":
             table = x.astype("float64").cumsum(axis=2).cumsum(axis=3)
@@ -143,6 +146,8 @@ class Retina:
         method = self.resolve(x)
         if method == "loop":
             return paddle.to_tensor(self.foveate_loop(as_array(x), as_array(l)), place=x.place)
+        if method == "numpy" and not self.pools:
+            return paddle.to_tensor(self.pixels_numpy(as_array(x), as_array(l)), place=x.place)
         if table is None:
             table = self.summed_area_table(x)
         if method == "paddle":
@@ -161,6 +166,22 @@ class Retina:
         index = index + (np.arange(B * C) * ((H + 1) * (W + 1))).reshape(B, C, 1)
         corners = table.reshape(-1).take(index)
         return self.pool(corners, self.pool_areas)
+
+    def pixels_numpy(self, images, locations):
+        """phi as a float32 array (B, k * C * g * g) of a retina that does not pool:
+        the g x g pixels around each location, read from float32 images (B, C, H, W)
+        in place (one flat take; a pixel outside the image reads the edge and is
+        then multiplied by zero), repeated for the k identical patches."""
+        B, C, H, W = images.shape
+        rows, cols = pixel_centres(locations, H, W)
+        rows = rows[:, None] + self.edges[0, :-1]  # (B, g)
+        cols = cols[:, None] + self.edges[0, :-1]
+        inside = (((rows >= 0) & (rows < H))[:, :, None] & ((cols >= 0) & (cols < W))[:, None, :])
+        index = (np.clip(rows, 0, H - 1)[:, :, None] * W + np.clip(cols, 0, W - 1)[:, None, :])
+        # Channel c of image b starts at (b * C + c) * H * W.
+        index = index.reshape(B, 1, -1) + (np.arange(B * C) * (H * W)).reshape(B, C, 1)
+        pixels = images.reshape(-1).take(index) * inside.reshape(B, 1, -1)
+        return np.tile(pixels.reshape(B, -1), (1, self.num_patches))
 
     def foveate_paddle(self, table, l):
         """phi as a float32 Tensor (B, k * C * g * g), from a summed-area table Tensor
