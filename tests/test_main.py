@@ -101,3 +101,27 @@ def test_committed_checkpoints_give_the_committed_test_errors(tmp_path, folder, 
     assert abs(result["test_error"] - committed["test_error"]) <= 0.05
     if glimpses == 6 and not folder:
         assert result["test_error"] <= 1.12  # the paper's NIPS figure, issue 7's target
+
+
+# The translated and cluttered tasks' rows of the README, each as its exact test command.
+RETINA_60 = ["--patch_size", "12", "--num_patches", "3", "--glimpse_scale", "2", "--std", "0.1"]
+RETINA_100 = ["--patch_size", "12", "--num_patches", "4", "--glimpse_scale", "2", "--std", "0.1"]
+CANVAS_RESULTS = [
+    ("ram_8_12x12_2_translated60", ["--dataset", "translated", "--image_size", "60", *RETINA_60]),
+    ("ram_8_12x12_2_cluttered60_d4", ["--dataset", "cluttered", "--image_size", "60",
+                                      "--num_distractors", "4", *RETINA_60]),
+    ("ram_8_12x12_2_cluttered100_d8", ["--dataset", "cluttered", "--image_size", "100",
+                                       "--num_distractors", "8", *RETINA_100])]
+
+
+@pytest.mark.parametrize("name,task", CANVAS_RESULTS, ids=[name for name, _ in CANVAS_RESULTS])
+def test_committed_canvas_checkpoints_give_the_committed_test_errors(tmp_path, name, task):
+    """Makes the 10,000 test canvases afresh from the seed, as a fresh clone does."""
+    committed = json.loads(open(os.path.join(ROOT, "logs", f"{name}_test.json")).read())
+    test = cli(tmp_path, "--is_train=False", *task, "--num_glimpses", "8", "--data_dir", MNIST_DIR,
+               "--ckpt_dir", os.path.join(ROOT, "ckpt"), "--logs_dir", str(tmp_path),
+               "--cache_dir", str(tmp_path / "cache"))
+    assert test.returncode == 0, test.stderr
+    result = json.loads((tmp_path / f"{name}_test.json").read_text())
+    assert (result["M"], result["epoch"], result["total"]) == (10, committed["epoch"], 10000)
+    assert abs(result["test_error"] - committed["test_error"]) <= 0.05
