@@ -106,18 +106,20 @@ class Retina:
                          np.clip(top + sizes, 0, height), np.clip(left + sizes, 0, width)], axis=-1)
 
     def resolve(self, x):
-        """The method that runs for images x: "auto" made concrete."""
-        if self.method != "auto":
-            return self.method
-        return "numpy" if x.place.is_cpu_place() else "paddle"
+        """What runs for images x: "auto" made concrete, and "numpy" of a retina
+        that does not pool made "pixels", which reads them without a table."""
+        method = self.method
+        if method == "auto":
+            method = "numpy" if x.place.is_cpu_place() else "paddle"
+        return "pixels" if method == "numpy" and not self.pools else method
 
     def summed_area_table(self, x):
         """The summed-area table of images x (B, C, H, W), computed once per batch:
         float64 (B, C, H + 1, W + 1), S[:, :, r, c] the sum of x[:, :, :r, :c]; a
-        NumPy array for "numpy", a Tensor on x's device for "paddle". None where
-        foveate uses none: for "loop", and for "numpy" if the retina does not pool."""
+        NumPy array for "numpy", a Tensor on x's device for "paddle", and None where
+        foveate uses none ("loop", "pixels": see resolve)."""
         method = self.resolve(x)
-        if method == "loop" or (method == "numpy" and not self.pools):
+        if method in ("loop", "pixels"):
             return None
         if method == "paddle":
             table = x.astype("float64").cumsum(axis=2).cumsum(axis=3)
@@ -146,7 +148,7 @@ class Retina:
         method = self.resolve(x)
         if method == "loop":
             return paddle.to_tensor(self.foveate_loop(as_array(x), as_array(l)), place=x.place)
-        if method == "numpy" and not self.pools:
+        if method == "pixels":
             return paddle.to_tensor(self.pixels_numpy(as_array(x), as_array(l)), place=x.place)
         if table is None:
             table = self.summed_area_table(x)

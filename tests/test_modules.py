@@ -5,6 +5,7 @@ import numpy as np
 import paddle
 import pytest
 
+from model import RecurrentAttention
 from modules import (ActionNetwork, BaselineNetwork, CoreNetwork, GlimpseNetwork, LocationNetwork,
                      Retina, Linear)
 
@@ -181,7 +182,6 @@ def test_location_log_pi_is_density_of_unclamped_sample():
 def test_model_shares_one_table_between_glimpses_and_matches_the_loop(method):
     """The model makes the summed-area table once and passes it to every glimpse:
     its episode equals the loop oracle's, which makes none."""
-    from model import RecurrentAttention
     rng = np.random.default_rng(3)
     x = paddle.to_tensor(rng.uniform(size=(8, 1, 60, 60)).astype(np.float32))
     l_0 = paddle.to_tensor(random_locations(rng, 10)[:8])
