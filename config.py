@@ -1,8 +1,22 @@
 """Every option of main.py, with the PyTorch reference's names and defaults."""
 import argparse
+import os
 import sys
 
 import paddle
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+RESULTS_DIR = os.path.join(ROOT, "results")  # published results: no run writes there
+
+# Options that change the network's shapes or what it computes: a checkpoint
+# made with other values cannot be loaded under these.
+MODEL_OPTIONS = ["patch_size", "glimpse_scale", "num_patches", "loc_hidden", "glimpse_hidden",
+                 "num_glimpses", "hidden_size", "std"]
+# The task a model was trained on: testing or resuming it on another is refused too.
+DATA_OPTIONS = ["dataset", "image_size", "num_distractors", "distractor_size", "dataset_seed"]
+# What checkpoints made before an option existed were made with.
+OPTION_DEFAULTS = {"dataset": "mnist", "image_size": 28, "num_distractors": 0, "distractor_size": 8,
+                   "dataset_seed": 0, "lr_schedule": "plateau"}
 
 
 def str2bool(value):
@@ -16,15 +30,39 @@ def str2bool(value):
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """Refuses bad options with one line instead of the full usage text."""
+    """Refuses bad options with one line instead of the full usage text, and
+    abbreviated ones (`--num_glimpse 4`) as unknown."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_abbrev=False, formatter_class=HelpFormatter, **kwargs)
 
     def error(self, message):
         sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
         sys.exit(2)
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Each option's default after its help, unless it has none (its help says what
+    stands in for it); the epilog as written."""
+
+    def _get_help_string(self, action):
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+EXAMPLES = """examples:
+  python main.py --lr_schedule cosine --init_lr 1e-3 --epochs 100 --std 0.1   # the tuned recipe
+  python main.py --resume=True --best=False          # continue the last checkpoint of that run
+  python main.py --is_train=False                    # test ckpt/<model_name>_model_best.pdparams
+  python main.py --is_train=False --checkpoint results/mnist/ram_6_8x8_1/model.pdparams
+  python main.py --dataset cluttered --image_size 60 --num_distractors 4 --patch_size 12 \\
+      --num_patches 3 --glimpse_scale 2 --num_glimpses 8 --std 0.1 --fresh_canvases
+
+docs/options.md explains the options; README.md has the quick start."""
+
 parser = OneLineParser(description="Recurrent Attention Model (Mnih et al., 2014) in PaddlePaddle.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       epilog=EXAMPLES)
 
 
 def add(group, name, type, default, help):
@@ -57,8 +95,10 @@ data = parser.add_argument_group("data")
 data.add_argument("--dataset", choices=["mnist", "translated", "cluttered"], default="mnist",
                   help="28x28 MNIST, or each digit at a random place on a larger canvas, "
                        "with --num_distractors clutter for cluttered")
-add(data, "--image_size", int, None, "side of the translated or cluttered canvas (default 60)")
-add(data, "--num_distractors", int, None, "clutter pieces per cluttered canvas (default 4)")
+add(data, "--image_size", int, None,
+    "side of the images: 28 for mnist (the default there), 60 by default for the canvases")
+add(data, "--num_distractors", int, None,
+    "clutter pieces per canvas: 4 by default for cluttered, 0 (and only 0) otherwise")
 add(data, "--distractor_size", int, 8, "side of each clutter piece, cut from another digit")
 add(data, "--dataset_seed", int, 0,
     "seed of the canvases: the same test set for every run and implementation")
@@ -73,6 +113,9 @@ add(data, "--train_subset", int, 0, "use only the first N training images, for s
 
 training = parser.add_argument_group("training")
 add(training, "--is_train", str2bool, True, "train; False evaluates a checkpoint on the test set")
+add(training, "--checkpoint", str, None,
+    "with --is_train=False: test this checkpoint file (its model and task options are the "
+    "defaults) instead of the one in --ckpt_dir; e.g. a published one under results/")
 add(training, "--epochs", int, 200, "epochs to train (a resumed run stops at the same total)")
 add(training, "--init_lr", float, 3e-4, "Adam's initial learning rate")
 training.add_argument("--lr_schedule", choices=["plateau", "cosine"], default="plateau",
@@ -83,8 +126,8 @@ add(training, "--lr_patience", int, 20, "epochs without validation gain before t
 add(training, "--train_patience", int, 50, "epochs without validation gain before training stops")
 
 misc = parser.add_argument_group("misc")
-add(misc, "--use_gpu", str2bool, paddle.device.is_compiled_with_cuda(),
-    "run on a GPU; the default is True exactly when this Paddle was built with CUDA")
+add(misc, "--use_gpu", str2bool, None,
+    "run on a GPU; by default True exactly when this Paddle was built with CUDA")
 add(misc, "--num_threads", int, 0,
     "CPU threads for Paddle's maths in a CPU run; 0: every core this process may use "
     "(Paddle alone takes 1)")
@@ -136,15 +179,45 @@ def check(config):
                  "test_freq", "num_distractors", "dataset_seed"]:
         if getattr(config, name) < 0:
             return f"--{name} must not be negative, got {getattr(config, name)}"
+    for name in ["ckpt_dir", "logs_dir", "plot_dir", "cache_dir"]:
+        if inside(getattr(config, name), RESULTS_DIR):
+            return (f"--{name} {getattr(config, name)} is inside results/, which holds the "
+                    f"published results: write runs elsewhere")
+    if config.use_gpu is None:
+        config.use_gpu = paddle.device.is_compiled_with_cuda()
     if config.use_gpu and not paddle.device.is_compiled_with_cuda():
         return ("--use_gpu=True but this Paddle has no CUDA: install paddlepaddle-gpu "
                 "(see README) or pass --use_gpu=False")
     return None
 
 
+def inside(path, folder):
+    """Whether path is folder or lies below it, links resolved."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
+
+
+def checkpoint_options(path):
+    """The model and task options a checkpoint was made with, or a one-line reason."""
+    try:
+        saved = {**OPTION_DEFAULTS, **paddle.load(path)["config"]}
+        return {name: saved[name] for name in MODEL_OPTIONS + DATA_OPTIONS}
+    except Exception as err:  # missing, damaged or foreign: paddle.load raises many kinds
+        return f"--checkpoint {path}: not a readable RAM-Paddle checkpoint ({type(err).__name__})"
+
+
 def get_config(argv=None):
-    """Parse and check the options; a bad one exits with a one-line reason."""
+    """Parse and check the options; a bad one exits with a one-line reason. With
+    --checkpoint, that checkpoint's model and task options are the defaults."""
     config = parser.parse_args(argv)
+    if config.checkpoint:
+        if config.is_train:
+            parser.error("--checkpoint is for testing (--is_train=False); to continue a run "
+                         "use --resume")
+        options = checkpoint_options(config.checkpoint)
+        if isinstance(options, str):
+            parser.error(options)
+        config = parser.parse_args(argv, argparse.Namespace(**options))
     reason = check(config)
     if reason:
         parser.error(reason)

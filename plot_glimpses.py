@@ -2,18 +2,21 @@
 
     python plot_glimpses.py --plot_dir plots/ram_6_8x8_1/            # the latest epoch's GIF
     python plot_glimpses.py --plot_dir plots/ram_6_8x8_1/ --epoch 30 --fps 2 --out glimpses.gif
-    python plot_glimpses.py --plot_dir plots/ram_6_8x8_1/ --figures   # and the three figures
+    python plot_glimpses.py --plot_dir results/mnist/ram_6_8x8_1 --figures \\
+        --log results/mnist/ram_6_8x8_1/train.log                    # a published model
 
 The GIF has one frame per glimpse: every image of the saved validation batch with
 its current glimpse as k nested boxes (one per patch, clipped at the border), the
 earlier fixations as a fading path, and the predicted and true labels on the last
 frame. The boxes come from the Retina itself (Retina.patch_boxes), so they sit on
-the pixels the network was given.
+the pixels the network was given. It is written to
+<out_dir>/<name>/glimpses_epoch<N>.gif, <name> being the last folder of --plot_dir:
+beside main.py's .npz files for a run's own plot_dir, and never into results/.
 
---figures also writes plots/bbox.png (an MNIST digit with the k nested boxes of a
-multi-scale glimpse), plots/glimpses.png (those k patches as the network sees them,
-each pooled to g x g by the Retina) and plots/<model_name>_curves.png (training and
-validation loss and error per epoch, from logs/<model_name>.log).
+--figures also writes <out_dir>/bbox.png (an MNIST digit with the k nested boxes of a
+multi-scale glimpse), <out_dir>/glimpses.png (those k patches as the network sees them,
+each pooled to g x g by the Retina) and <out_dir>/<name>_curves.png (training and
+validation loss and error per epoch, from --log).
 """
 import argparse
 import os
@@ -180,7 +183,7 @@ def read_log(path):
     valid loss and error (%), and the validation-selected model's test error (%)
     where --test_freq measured it (NaN elsewhere)."""
     if not os.path.isfile(path):
-        raise PlotError(f"no training log at {path}: pass --logs_dir, or train first")
+        raise PlotError(f"no training log at {path}: pass --log, or train first")
     epochs = {}
     with open(path) as f:
         for line in f:
@@ -231,12 +234,13 @@ def main(argv=None):
                         help="the glimpses of one model: <plot_dir>/<model_name>/ of main.py")
     parser.add_argument("--epoch", type=int, default=None, help="which epoch (default: the latest)")
     parser.add_argument("--out", default=None,
-                        help="the GIF (default: <plot_dir>/glimpses_epoch<N>.gif)")
+                        help="the GIF (default: <out_dir>/<name>/glimpses_epoch<N>.gif)")
     parser.add_argument("--fps", type=float, default=1.5, help="frames (glimpse steps) per second")
     parser.add_argument("--figures", action="store_true",
-                        help="also write bbox.png, glimpses.png and <model_name>_curves.png")
-    parser.add_argument("--figures_dir", default="plots", help="where --figures writes")
-    parser.add_argument("--logs_dir", default="logs", help="where main.py wrote <model_name>.log")
+                        help="also write bbox.png, glimpses.png and <name>_curves.png")
+    parser.add_argument("--out_dir", default="plots", help="where the drawings go")
+    parser.add_argument("--log", default=None,
+                        help="the training log of --figures' curves (default: logs/<name>.log)")
     parser.add_argument("--data_dir", default="data/MNIST", help="MNIST, for bbox.png")
     parser.add_argument("--location", type=float, nargs=2, default=[0.1, -0.15],
                         metavar=("X", "Y"), help="the glimpse of bbox.png, in [-1, 1]^2")
@@ -245,22 +249,22 @@ def main(argv=None):
                             help="the retina, if the saved glimpses do not say (main.py's "
                                  "default); for --figures' bbox.png, default 8, 3, 2")
     args = parser.parse_args(argv)
+    name = os.path.basename(os.path.normpath(args.plot_dir))
     try:
         saved = load_glimpses(args.plot_dir, args.epoch)
         retina = retina_of(saved, args)
-        out = args.out or os.path.join(args.plot_dir, f"glimpses_epoch{saved['epoch']}.gif")
+        out = args.out or os.path.join(args.out_dir, name, f"glimpses_epoch{saved['epoch']}.gif")
+        os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
         frames = glimpse_gif(saved, retina, out, args.fps)
         print(f"[*] {out}: {frames} frames (glimpses) of {len(saved['labels'])} images, "
               f"epoch {saved['epoch']}")
         if args.figures:
-            os.makedirs(args.figures_dir, exist_ok=True)
             figure_retina = Retina(args.patch_size or 8, args.num_patches or 3,
                                    args.glimpse_scale or 2)
-            for path in figures(figure_retina, args.location, args.data_dir, args.figures_dir):
+            for path in figures(figure_retina, args.location, args.data_dir, args.out_dir):
                 print(f"[*] {path}")
-            name = os.path.basename(os.path.normpath(args.plot_dir))
-            path = curves(os.path.join(args.logs_dir, f"{name}.log"),
-                          os.path.join(args.figures_dir, f"{name}_curves.png"))
+            path = curves(args.log or os.path.join("logs", f"{name}.log"),
+                          os.path.join(args.out_dir, f"{name}_curves.png"))
             print(f"[*] {path}")
     except (PlotError, DataError) as err:
         sys.exit(f"[!] {err}")

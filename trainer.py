@@ -1,5 +1,7 @@
 """Training, validation, test and checkpoints of the Recurrent Attention Model."""
+import contextlib
 import glob
+import io
 import json
 import math
 import os
@@ -14,21 +16,20 @@ import paddle.nn.functional as F
 from tqdm import tqdm
 from visualdl import LogWriter
 
-from config import model_name
+from config import DATA_OPTIONS, MODEL_OPTIONS, OPTION_DEFAULTS, model_name
 from data_loader import CanvasDataset, EpochShuffler
 from model import RecurrentAttention
-from utils import atomic_save
+from utils import atomic_save, atomic_write_text
 
-# Options that change the network's shapes or what it computes: a checkpoint
-# made with other values cannot be loaded under these.
-MODEL_OPTIONS = ["patch_size", "glimpse_scale", "num_patches", "loc_hidden", "glimpse_hidden",
-                 "num_glimpses", "hidden_size", "std"]
+VDL_RECORDS = "vdlrecords.run.log"  # VisualDL reads files whose names hold 'vdlrecords'
 
-# The task a model was trained on: testing or resuming it on another is refused too.
-DATA_OPTIONS = ["dataset", "image_size", "num_distractors", "distractor_size"]
-# What checkpoints from before an option were made with.
-OPTION_DEFAULTS = {"dataset": "mnist", "image_size": 28, "num_distractors": 0, "distractor_size": 8,
-                   "lr_schedule": "plateau"}
+
+def remove_files(folder, pattern):
+    """Delete folder's files that match pattern; returns how many."""
+    paths = glob.glob(os.path.join(folder, pattern))
+    for path in paths:
+        os.remove(path)
+    return len(paths)
 
 
 class CheckpointError(Exception):
@@ -113,6 +114,16 @@ def build_model(config, channels=1, num_classes=10):
                               config.retina_method)
 
 
+# What testing a checkpoint needs, and all that a published one (results/) holds;
+# training on needs the optimizer's state and the patience counter too.
+TEST_KEYS = ("model", "epoch", "best_valid_acc", "rng_state", "config")
+
+
+def weights_only(state):
+    """A checkpoint reduced to what testing it needs: no optimizer state, a third of the size."""
+    return {key: state[key] for key in TEST_KEYS}
+
+
 def load_checkpoint(path, config):
     """The checkpoint at `path`, refused if its model options differ from `config`'s."""
     if not os.path.isfile(path):
@@ -174,10 +185,10 @@ class Trainer:
         if is_best:
             atomic_save(state, self.ckpt_path(best=True))
 
-    def restore(self, best):
-        """Load the best or last checkpoint: weights, progress counters, RNG state and,
-        to train on, the optimizer's and scheduler's state. Returns its path."""
-        path = self.ckpt_path(best)
+    def restore(self, best, path=None):
+        """Load the best or last checkpoint, or the one at path: weights, progress, RNG
+        state and, to train on, the optimizer's and scheduler's state. Returns its path."""
+        path = path or self.ckpt_path(best)
         state = load_checkpoint(path, self.config)
         self.model.set_state_dict(state["model"])
         if self.config.is_train:  # testing needs neither Adam nor the schedule
@@ -190,8 +201,8 @@ class Trainer:
                 raise CheckpointError(f"{path} anneals its learning rate over --epochs "
                                       f"{saved['epochs']}: resume it with the same --epochs")
             self.optimizer.set_state_dict(state["optimizer"])  # restores the scheduler too
+            self.counter = state["counter"]
         self.start_epoch, self.best_valid_acc = state["epoch"], state["best_valid_acc"]
-        self.counter = state["counter"]
         paddle.set_rng_state(state["rng_state"])
         return path
 
@@ -211,6 +222,7 @@ class Trainer:
                   f"overwritten (use --resume=True to continue them)")
         if not config.resume:
             self.remove_old_glimpses()
+            remove_files(os.path.join(config.logs_dir, "vdl", self.name), VDL_RECORDS)
         with open(log_path, "a" if config.resume else "w") as log:
             event = f"resumed after epoch {self.start_epoch}" if config.resume else "started"
             log.write(f"# {event} {time.strftime('%Y-%m-%d %H:%M:%S')} paddle {paddle.__version__} "
@@ -221,7 +233,11 @@ class Trainer:
             print(f"[!] Nothing to do: {self.start_epoch} of --epochs {config.epochs} are done; "
                   f"raise --epochs to train on")
 
-        writer = LogWriter(logdir=os.path.join(config.logs_dir, "vdl", self.name))
+        with contextlib.redirect_stdout(io.StringIO()):  # VisualDL announces the append
+            # One record file per run, which a resumed run appends to: VisualDL shows
+            # only the newest file of a folder.
+            writer = LogWriter(logdir=os.path.join(config.logs_dir, "vdl", self.name),
+                               file_name=VDL_RECORDS)
         handlers = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             for epoch in range(self.start_epoch, config.epochs):
@@ -313,8 +329,7 @@ class Trainer:
             except OSError as err:
                 raise RunError(f"cannot write to {folder} ({err.strerror}): fix it or choose "
                                f"another with --ckpt_dir, --logs_dir or --plot_dir") from None
-        for path in glob.glob(os.path.join(config.ckpt_dir, f"{self.name}_*.pdparams.tmp*")):
-            os.remove(path)
+        remove_files(config.ckpt_dir, f"{self.name}_*.pdparams.tmp*")
         # Weights and Adam's two moments, in float32, for the last checkpoint, the best
         # one and the temporary copy of either while it is written.
         needed = 3 * 3 * 4 * sum(int(p.size) for p in self.model.parameters()) + 2**20
@@ -400,12 +415,10 @@ class Trainer:
         """A fresh run's glimpse files must not mix with an older run's epochs, which
         plot_glimpses.py would take for this run's."""
         folder = os.path.join(self.config.plot_dir, self.name)
-        old = glob.glob(os.path.join(folder, "glimpses_epoch*.npz"))  # GIFs made of them stay
-        if old:
-            print(f"[!] Starting afresh: removing {len(old)} glimpse files of an earlier run "
+        removed = remove_files(folder, "glimpses_epoch*.npz")  # GIFs made of them stay
+        if removed:
+            print(f"[!] Starting afresh: removed {removed} glimpse files of an earlier run "
                   f"from {folder}")
-            for path in old:
-                os.remove(path)
 
     def plot_saver(self, epoch):
         """A callback that stores the images, glimpse locations, labels and predictions
@@ -428,16 +441,21 @@ class Trainer:
         return save
 
     def test(self, test_loader):
-        """Evaluate the best (or last) checkpoint on the test set and write its result."""
-        path = self.restore(self.config.best)
+        """Evaluate --checkpoint, or the best (or last) checkpoint in --ckpt_dir, on the
+        test set and write its result."""
+        path = self.restore(self.config.best, self.config.checkpoint)
         M = self.config.M
         print(f"[*] Loaded {path} (epoch {self.start_epoch}, best valid acc "
               f"{self.best_valid_acc:.2f}%); testing with M={M}")
         _, acc, correct, total = evaluate(self.model, test_loader, M)
         print(f"[*] Test Acc: {correct}/{total} ({acc:.2f}% - {100 - acc:.2f}%)")
-        os.makedirs(self.config.logs_dir, exist_ok=True)
         result = {"checkpoint": path, "epoch": self.start_epoch, "M": M, "correct": correct,
                   "total": total, "test_error": round(100.0 * (total - correct) / total, 4)}
-        with open(os.path.join(self.config.logs_dir, f"{self.name}_test.json"), "w") as f:
-            json.dump(result, f, indent=2)
+        out = os.path.join(self.config.logs_dir, f"{self.name}_test.json")
+        try:
+            os.makedirs(self.config.logs_dir, exist_ok=True)
+            atomic_write_text(json.dumps(result, indent=2) + "\n", out)
+        except OSError as err:
+            raise RunError(f"tested, but could not write {out} ({err.strerror}); the figure "
+                           f"is the line above") from None
         return result

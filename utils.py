@@ -25,17 +25,32 @@ def usable_cores():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def atomic_save(state, path):
-    """paddle.save to a temporary file, flushed to disk, then renamed over `path`,
-    so that a crash leaves either the old file or the new one, never half of one."""
-    import paddle
-
+def atomic_write(path, write):
+    """write(tmp) to a temporary file beside `path`, flushed to disk, then renamed
+    over `path`: a crash or a full disk leaves the old file or the new one, never
+    half of one, and no temporary file."""
     tmp = f"{path}.tmp{os.getpid()}"
     try:
-        paddle.save(state, tmp)
+        write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def atomic_save(state, path):
+    """paddle.save, atomically (see atomic_write)."""
+    import paddle
+
+    atomic_write(path, lambda tmp: paddle.save(state, tmp))
+
+
+def atomic_write_text(text, path):
+    """A text file, atomically (see atomic_write)."""
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    atomic_write(path, write)

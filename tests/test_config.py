@@ -1,7 +1,12 @@
-"""Options: defaults, boolean spellings and one-line refusals."""
+"""Options: defaults, boolean spellings, one-line refusals and --help."""
+import os
+import subprocess
+import sys
+
 import pytest
 
 from config import get_config, model_name
+from tests.helpers import ROOT
 
 
 def test_defaults_are_the_references():
@@ -36,6 +41,10 @@ def test_booleans(argv, expected):
     (["--valid_size", "1"], "--valid_size must be in [0, 1)"),
     (["--valid_size", "-0.1"], "--valid_size must be in [0, 1)"),
     (["--unknown", "3"], "unrecognized arguments: --unknown"),
+    (["--num_glimpse", "4"], "unrecognized arguments: --num_glimpse 4"),  # no abbreviations
+    (["--checkpoint", "x.pdparams"], "--checkpoint is for testing (--is_train=False)"),
+    (["--is_train=False", "--checkpoint", "missing.pdparams"],
+     "--checkpoint missing.pdparams: not a readable RAM-Paddle checkpoint"),
     (["--is_train", "maybe"], "expected True or False"),
     (["--patch_size", "eight"], "invalid int value"),
     (["--num_threads", "-1"], "--num_threads must not be negative"),
@@ -74,3 +83,45 @@ def test_retina_method_reaches_the_retina():
 def test_tasks_have_their_papers_defaults_and_names(argv, size, distractors, name):
     config = get_config(argv + ["--use_gpu=False"])
     assert (config.image_size, config.num_distractors, model_name(config)) == (size, distractors, name)
+
+
+def test_a_checkpoints_options_are_the_defaults_with_checkpoint():
+    path = "results/cluttered/ram_8_12x12_2_cluttered100_d8/model.pdparams"
+    config = get_config(["--use_gpu=False", "--is_train=False", "--checkpoint", os.path.join(ROOT, path)])
+    assert (config.dataset, config.image_size, config.num_distractors, config.num_patches,
+            config.patch_size, config.num_glimpses, config.std) == ("cluttered", 100, 8, 4, 12, 8, 0.1)
+    # An option given on the command line still wins (and testing then refuses the mismatch).
+    config = get_config(["--use_gpu=False", "--is_train=False", "--checkpoint",
+                         os.path.join(ROOT, path), "--num_glimpses", "4"])
+    assert (config.num_glimpses, config.image_size) == (4, 100)
+
+
+def help_text():
+    return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "--help"],
+                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "100"},
+                          timeout=120).stdout
+
+
+def test_help_shows_true_defaults_and_examples():
+    text = help_text()
+    assert "(default: None)" not in text
+    assert "--image_size IMAGE_SIZE" in text and "28 for mnist" in text
+    assert "(default: 0.05)" in text and "(default: 200)" in text
+    assert "examples:" in text and "--checkpoint results/mnist/ram_6_8x8_1/model.pdparams" in text
+
+
+def test_docs_options_is_the_help():
+    with open(os.path.join(ROOT, "docs", "options.md")) as f:
+        page = f.read()
+    block = page.split("```text\n", 1)[1].split("```", 1)[0]
+    assert block == help_text(), "regenerate docs/options.md with the command it names"
+
+
+@pytest.mark.parametrize("option,folder", [("--logs_dir", "results/mine"), ("--ckpt_dir", "results"),
+                                           ("--plot_dir", "results/mnist/ram_6_8x8_1")])
+def test_no_run_writes_into_results(option, folder, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the folder as a user in the clone types it
+    with pytest.raises(SystemExit):
+        get_config([option, folder, "--use_gpu=False"])
+    assert f"{option} {folder} is inside results/, which holds the published results" \
+        in capsys.readouterr().err

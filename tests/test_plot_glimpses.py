@@ -53,12 +53,15 @@ def test_gif_has_one_frame_per_glimpse_and_figures_are_written(tmp_path):
         "valid_err 50.00 seconds 1.0 samples_per_s 100\n"
         "epoch 2 lr 3.000e-04 train_loss 1.0 train_acc 60.0 valid_loss 0.9 valid_acc 70.0 "
         "valid_err 30.00 seconds 1.0 samples_per_s 100\n")
-    plot_glimpses.main(["--plot_dir", str(folder), "--figures", "--figures_dir",
-                        str(tmp_path / "plots"), "--logs_dir", str(logs), "--data_dir", MNIST_DIR])
-    gif = Image.open(folder / "glimpses_epoch3.gif")  # the latest epoch by default
+    plot_glimpses.main(["--plot_dir", str(folder), "--figures", "--out_dir", str(tmp_path / "out"),
+                        "--log", str(logs / "ram_4_8x8_2.log"), "--data_dir", MNIST_DIR])
+    # The latest epoch by default, under --out_dir: never beside the glimpses, which may be
+    # published ones in results/.
+    gif = Image.open(tmp_path / "out" / "ram_4_8x8_2" / "glimpses_epoch3.gif")
     assert gif.n_frames == 4
+    assert sorted(p.name for p in folder.iterdir()) == ["glimpses_epoch1.npz", "glimpses_epoch3.npz"]
     for name in ["bbox.png", "glimpses.png", "ram_4_8x8_2_curves.png"]:
-        assert Image.open(tmp_path / "plots" / name).size[0] > 100
+        assert Image.open(tmp_path / "out" / name).size[0] > 100
     plot_glimpses.main(["--plot_dir", str(folder), "--epoch", "1", "--out", str(tmp_path / "a.gif")])
     assert Image.open(tmp_path / "a.gif").n_frames == 4
 

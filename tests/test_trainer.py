@@ -192,6 +192,11 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     # Resuming keeps the glimpses of the epochs before.
     assert sorted(os.listdir(tmp_path / "b" / "plots" / "ram_3_4x4_2")) == [
         f"glimpses_epoch{epoch}.npz" for epoch in range(1, 5)]
+    # One VisualDL record for the whole run, which the resumed part appended to.
+    records = tmp_path / "b" / "logs" / "vdl" / "ram_3_4x4_2"
+    assert os.listdir(records) == ["vdlrecords.run.log"]
+    assert (os.path.getsize(records / "vdlrecords.run.log")
+            > os.path.getsize(tmp_path / "a" / "logs" / "vdl" / "ram_3_4x4_2" / "vdlrecords.run.log") // 2)
 
 
 def test_cosine_schedule_anneals_over_the_epochs_and_resumes_exactly(tmp_path, monkeypatch):

@@ -1,0 +1,76 @@
+"""results/: every published row's command prints its manifest figure, and each row
+holds what the manifest promises. The suite re-tests a few rows in full; all of them:
+
+    python -m pytest -q tests/test_results.py --all-results
+"""
+import json
+import os
+import shlex
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import paddle
+import pytest
+
+from tests.helpers import ROOT
+from trainer import TEST_KEYS
+
+with open(os.path.join(ROOT, "results", "manifest.json")) as f:
+    ROWS = json.load(f)
+KEYS = {"task", "image_size", "num_distractors", "num_glimpses", "model", "seed", "test_error",
+        "checkpoint", "command"}
+# The headline 28x28 row, the converted PyTorch model and one canvas row: about 30 s here.
+QUICK = {"results/mnist/ram_6_8x8_1/model.pdparams",
+         "results/mnist/ram_6_8x8_1_converted/model.pdparams",
+         "results/translated/ram_8_12x12_2_translated60/model.pdparams"}
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row["checkpoint"] for row in ROWS])
+def test_each_row_holds_a_weights_only_checkpoint_its_log_and_its_result(row):
+    assert KEYS <= set(row), KEYS - set(row)
+    folder = os.path.join(ROOT, os.path.dirname(row["checkpoint"]))
+    state = paddle.load(os.path.join(ROOT, row["checkpoint"]))
+    assert sorted(state) == sorted(TEST_KEYS)  # no optimizer state
+    config = state["config"]
+    assert (config["num_glimpses"], config.get("image_size", 28), config.get("dataset", "mnist")) \
+        == (row["num_glimpses"], row["image_size"], row["task"])
+    with open(os.path.join(folder, "test.json")) as f:
+        result = json.load(f)
+    assert (result["test_error"], result["M"], result["total"]) == (row["test_error"], 10, 10000)
+    assert result["epoch"] == state["epoch"]
+    assert os.path.getsize(os.path.join(folder, "train.log")) > 0
+    assert shlex.split(row["command"])[:2] == ["python", "main.py"]
+    assert "--checkpoint " + row["checkpoint"] in row["command"]
+
+
+def test_the_manifest_holds_the_papers_tables_rows():
+    assert sorted(r["num_glimpses"] for r in ROWS if r["task"] == "mnist" and r["seed"] == 1
+                  and "converted" not in r["checkpoint"]) == [2, 3, 4, 5, 6, 7]
+    assert {(r["task"], r["image_size"]) for r in ROWS} >= {("translated", 60), ("cluttered", 60),
+                                                             ("cluttered", 100)}
+
+
+def rerun(index_row, tmp_path):
+    """The row's command as a fresh clone runs it, its JSON written under tmp_path."""
+    index, row = index_row
+    argv = shlex.split(row["command"])
+    return subprocess.run([sys.executable, *argv[1:], "--num_threads", "1", "--use_gpu=False",
+                           "--logs_dir", str(tmp_path / str(index))], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_published_commands_print_their_figures(tmp_path, request):
+    rows = [r for r in ROWS if request.config.getoption("--all-results") or r["checkpoint"] in QUICK]
+    # Two at a time, one thread each: on two cores, less time in all than one after another.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = list(pool.map(lambda item: rerun(item, tmp_path), enumerate(rows)))
+    for row, run in zip(rows, runs):
+        assert run.returncode == 0, (row["checkpoint"], run.stderr)
+        correct = round(10000 * (1 - row["test_error"] / 100))
+        expected = f"[*] Test Acc: {correct}/10000 ({100 - row['test_error']:.2f}% - {row['test_error']:.2f}%)"
+        assert expected in run.stdout, (row["checkpoint"], run.stdout[-300:])
+    for index in range(len(rows)):  # the result went to --logs_dir, not beside the checkpoint
+        assert [p.name for p in (tmp_path / str(index)).iterdir()][0].endswith("_test.json")
+    headline = next(r for r in ROWS if r["checkpoint"] == "results/mnist/ram_6_8x8_1/model.pdparams")
+    assert headline["test_error"] <= 1.12  # the paper's NIPS figure for 6 glimpses
