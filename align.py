@@ -37,9 +37,9 @@ warnings.filterwarnings("ignore", message="No ccache found")
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
-from config import get_config, model_name  # noqa: E402
+from config import OneLineParser, get_config, model_name  # noqa: E402
 from data_loader import DataError, load_mnist  # noqa: E402
-from trainer import build_model, ram_loss  # noqa: E402
+from trainer import CheckedUnpickler, build_model, ram_loss  # noqa: E402
 from utils import atomic_save  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -152,28 +152,17 @@ def torch_to_paddle(state, config):
                          f"unexpected {extra}")
     weights = {}
     for name, param in ours.items():
-        value = swap_layout(theirs[name].detach().cpu().numpy())
+        # float32 whatever the file holds (a float64 model would not load in main.py).
+        value = swap_layout(theirs[name].detach().cpu().numpy()).astype(np.float32)
         if list(value.shape) != list(param.shape):
             raise AlignError(f"{name}: shape {list(theirs[name].shape)} does not fit "
                              f"{list(param.shape)} (Paddle's layout)")
         weights[name] = paddle.to_tensor(value)
-    lr = config.init_lr
-    optimizer = {}
-    optim_state = state.get("optim_state") or {}
-    if optim_state.get("state"):
-        lr = float(optim_state["param_groups"][0]["lr"])
-        # torch numbers the parameters in model.parameters() order, which is ours.
-        for index, (name, generated) in enumerate(paddle_names(model).items()):
-            slot = optim_state["state"].get(index)
-            if slot is None:  # a parameter Adam has not stepped yet
-                continue
-            step = int(float(slot["step"]))
-            for key, moment in [("moment1", slot["exp_avg"]), ("moment2", slot["exp_avg_sq"])]:
-                optimizer[f"{generated}_{key}_0"] = paddle.to_tensor(swap_layout(moment.cpu().numpy()))
-            # Paddle keeps beta^(step + 1), the power for the next step.
-            for key, beta in [("beta1_pow_acc", BETA1), ("beta2_pow_acc", BETA2)]:
-                optimizer[f"{generated}_{key}_0"] = paddle.to_tensor(
-                    np.array([beta ** (step + 1)], np.float32))
+    try:
+        optimizer, lr = adam_to_paddle(state.get("optim_state") or {}, model, config.init_lr)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:
+        raise AlignError(f"optim_state is not the reference's Adam state of this model "
+                         f"({type(err).__name__}: {err})") from None
     best = float(state.get("best_valid_acc", 0.0))
     optimizer["LR_Scheduler"] = {"cooldown_counter": 0, "best": best, "num_bad_epochs": 0,
                                  "last_epoch": int(state.get("epoch", 0)), "last_lr": lr}
@@ -183,10 +172,34 @@ def torch_to_paddle(state, config):
             "config": vars(config)}
 
 
+def adam_to_paddle(optim_state, model, lr):
+    """Paddle's Adam state and learning rate for the reference's torch Adam state_dict
+    (none: an empty state and lr)."""
+    optimizer = {}
+    if optim_state.get("state"):
+        lr = float(optim_state["param_groups"][0]["lr"])
+        # torch numbers the parameters in model.parameters() order, which is ours.
+        for index, (name, generated) in enumerate(paddle_names(model).items()):
+            slot = optim_state["state"].get(index)
+            if slot is None:  # a parameter Adam has not stepped yet
+                continue
+            step = int(float(slot["step"]))
+            for key, moment in [("moment1", slot["exp_avg"]), ("moment2", slot["exp_avg_sq"])]:
+                optimizer[f"{generated}_{key}_0"] = paddle.to_tensor(
+                    swap_layout(moment.cpu().numpy()).astype(np.float32))
+            # Paddle keeps beta^(step + 1), the power for the next step.
+            for key, beta in [("beta1_pow_acc", BETA1), ("beta2_pow_acc", BETA2)]:
+                optimizer[f"{generated}_{key}_0"] = paddle.to_tensor(
+                    np.array([beta ** (step + 1)], np.float32))
+    return optimizer, lr
+
+
 def load_paddle_checkpoint(path):
     if not os.path.isfile(path):
         raise AlignError(f"no file at {path}")
     try:
+        with open(path, "rb") as f:
+            CheckedUnpickler(f, encoding="latin1").load()  # runs no code a foreign file holds
         state = paddle.load(path)
     except Exception as err:  # paddle.load raises many kinds on a foreign or damaged file
         raise AlignError(f"{path}: not a RAM-Paddle checkpoint, or damaged "
@@ -342,7 +355,7 @@ def check(batch_size=32, steps=3, seed=0, sizes=None, data_dir="data/MNIST"):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--torch_ckpt", help="a reference checkpoint (*.pth.tar) to convert to ours")
     action.add_argument("--to_torch", metavar="PDPARAMS", help="one of our checkpoints to convert")
@@ -369,6 +382,9 @@ def main(argv=None):
             config = config_for(state["model_state"], args)
             converted = torch_to_paddle(state, config)
             out = args.out or os.path.join("ckpt", f"{model_name(config)}_model_best.pdparams")
+            if not args.out and os.path.exists(out):
+                raise AlignError(f"{out} exists and would be overwritten: pass --out to choose "
+                                 f"where the converted checkpoint goes")
             os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
             atomic_save(converted, out)
             print(f"[*] {args.torch_ckpt} (epoch {converted['epoch']}, best valid acc "
@@ -377,6 +393,7 @@ def main(argv=None):
             torch = import_torch()
             state = load_paddle_checkpoint(args.to_torch)
             out = args.out or args.to_torch.removesuffix(".pdparams") + ".pth.tar"
+            os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
             torch.save(paddle_to_torch(state), out)
             print(f"[*] {args.to_torch} -> {out}")
         else:
@@ -396,6 +413,8 @@ def main(argv=None):
                 sys.exit(1)
     except (AlignError, DataError) as err:
         sys.exit(f"[!] {err}")
+    except OSError as err:  # an --out or --report that cannot be written
+        sys.exit(f"[!] cannot write {err.filename or args.out or args.report} ({err.strerror})")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Every option of main.py, with the PyTorch reference's names and defaults."""
 import argparse
+import math
 import os
 import sys
 
@@ -14,6 +15,17 @@ MODEL_OPTIONS = ["patch_size", "glimpse_scale", "num_patches", "loc_hidden", "gl
                  "num_glimpses", "hidden_size", "std"]
 # The task a model was trained on: testing or resuming it on another is refused too.
 DATA_OPTIONS = ["dataset", "image_size", "num_distractors", "distractor_size", "dataset_seed"]
+# The largest value of each option that this project's machine (2 cores, 24 GiB) can
+# run; past these a run ends in a MemoryError or an overflow rather than a result.
+LIMITS = {"patch_size": 64, "num_patches": 8, "glimpse_scale": 8, "loc_hidden": 4096,
+          "glimpse_hidden": 4096, "hidden_size": 8192, "num_glimpses": 64, "M": 100,
+          "batch_size": 4096, "epochs": 100_000, "num_distractors": 64, "num_workers": 64,
+          "num_threads": 1024}
+MAX_PATCH = 1024  # pixels on a side of the widest patch, g * s^(k - 1)
+MAX_EVAL_BATCH = 16384  # images in one evaluation batch, M * batch_size
+MAX_CANVAS = 200  # pixels on a side: 70,000 canvases of 200x200 take 2.8 GB
+MAX_SEED = 2**32 - 1  # NumPy's seeds
+
 # What checkpoints made before an option existed were made with.
 OPTION_DEFAULTS = {"dataset": "mnist", "image_size": 28, "num_distractors": 0, "distractor_size": 8,
                    "dataset_seed": 0, "lr_schedule": "plateau"}
@@ -34,7 +46,7 @@ class OneLineParser(argparse.ArgumentParser):
     abbreviated ones (`--num_glimpse 4`) as unknown."""
 
     def __init__(self, **kwargs):
-        super().__init__(allow_abbrev=False, formatter_class=HelpFormatter, **kwargs)
+        super().__init__(allow_abbrev=False, **{"formatter_class": HelpFormatter, **kwargs})
 
     def error(self, message):
         sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
@@ -156,8 +168,8 @@ def check(config):
         return f"--image_size {config.image_size} needs --dataset translated or cluttered"
     if config.dataset != "cluttered" and config.num_distractors:
         return "--num_distractors needs --dataset cluttered"
-    if canvas and not 28 <= config.image_size <= 1000:
-        return f"--image_size must hold a 28x28 digit (28 to 1000), got {config.image_size}"
+    if canvas and not 28 <= config.image_size <= MAX_CANVAS:
+        return f"--image_size must hold a 28x28 digit (28 to {MAX_CANVAS}), got {config.image_size}"
     if not 1 <= config.distractor_size <= 28:
         return f"--distractor_size must be 1 to 28, got {config.distractor_size}"
     positive = ["patch_size", "glimpse_scale", "num_patches", "loc_hidden", "glimpse_hidden",
@@ -165,14 +177,24 @@ def check(config):
     for name in positive:
         if getattr(config, name) < 1:
             return f"--{name} must be at least 1, got {getattr(config, name)}"
+    for name, limit in LIMITS.items():
+        if getattr(config, name) > limit:
+            return f"--{name} must be at most {limit} on this machine, got {getattr(config, name)}"
+    if config.patch_size * config.glimpse_scale ** (config.num_patches - 1) > MAX_PATCH:
+        return (f"the widest patch, --patch_size x --glimpse_scale^(--num_patches - 1), must be "
+                f"at most {MAX_PATCH} pixels, got {config.patch_size} x "
+                f"{config.glimpse_scale}^{config.num_patches - 1}")
+    if config.M * config.batch_size > MAX_EVAL_BATCH:
+        return (f"--M x --batch_size, the images of one evaluation batch, must be at most "
+                f"{MAX_EVAL_BATCH}, got {config.M} x {config.batch_size}")
     if config.hidden_size < 2:
         return "--hidden_size must be at least 2 (the location network is half as wide)"
-    if not config.std > 0:
-        return f"--std must be positive, got {config.std}"
+    if not (config.std > 0 and math.isfinite(config.std)):
+        return f"--std must be positive and finite, got {config.std}"
     if not 0 <= config.valid_size < 1:
         return f"--valid_size must be in [0, 1), got {config.valid_size}"
-    if not config.init_lr > 0:
-        return f"--init_lr must be positive, got {config.init_lr}"
+    if not (config.init_lr > 0 and math.isfinite(config.init_lr)):
+        return f"--init_lr must be positive and finite, got {config.init_lr}"
     if not 0 < config.lr_factor < 1:
         return f"--lr_factor must be in (0, 1), got {config.lr_factor}"
     for name in ["num_workers", "lr_patience", "train_patience", "train_subset", "num_threads",
@@ -183,6 +205,9 @@ def check(config):
         if inside(getattr(config, name), RESULTS_DIR):
             return (f"--{name} {getattr(config, name)} is inside results/, which holds the "
                     f"published results: write runs elsewhere")
+    for name in ["random_seed", "dataset_seed"]:
+        if not 0 <= getattr(config, name) <= MAX_SEED:
+            return f"--{name} must be 0 to {MAX_SEED}, got {getattr(config, name)}"
     if config.use_gpu is None:
         config.use_gpu = paddle.device.is_compiled_with_cuda()
     if config.use_gpu and not paddle.device.is_compiled_with_cuda():

@@ -1,7 +1,10 @@
 """MNIST from the four IDX files, as 28x28 digits or on the paper's larger canvases
 (translated, cluttered), split into train / valid / test loaders."""
+import glob
 import gzip
+import hashlib
 import os
+import re
 import time
 from typing import NamedTuple
 
@@ -51,9 +54,17 @@ def read_digits(data_dir, split):
     image_name, label_name = FILES[split]
     images, image_path = _read_idx(data_dir, image_name, IMAGE_MAGIC)
     labels, label_path = _read_idx(data_dir, label_name, LABEL_MAGIC)
+    if images.shape[1:] != (28, 28):
+        raise DataError(f"{image_path} holds {'x'.join(map(str, images.shape[1:]))} images; "
+                        f"MNIST's are 28x28. Replace it with the original file.")
+    if len(images) == 0:
+        raise DataError(f"{image_path} holds no images. Replace it with the original file.")
     if len(images) != len(labels):
         raise DataError(f"{image_path} holds {len(images)} images but {label_path} holds "
                         f"{len(labels)} labels. Replace them with the original files.")
+    if labels.max() > 9:
+        raise DataError(f"{label_path} holds label {labels.max()}; MNIST's are 0 to 9. "
+                        f"Replace it with the original file.")
     return images, labels.astype(np.int64)
 
 
@@ -88,6 +99,25 @@ class Canvases(NamedTuple):
         kind = f"cluttered{self.image_size}_d{self.num_distractors}x{self.distractor_size}" \
             if self.num_distractors else f"translated{self.image_size}"
         return f"{kind}_seed{self.seed}_{split}"
+
+
+def fingerprint(digits):
+    """A short digest of the digits canvases are made from: a cache made from other
+    files (another --data_dir) has another name."""
+    return hashlib.sha1(np.ascontiguousarray(digits).tobytes()).hexdigest()[:12]
+
+
+def remove_orphans(cache_dir):
+    """Delete the temporary files of cache writes whose process is gone (a kill -9
+    mid-write); those of a live process are its writes in progress."""
+    for path in glob.glob(os.path.join(cache_dir, "*.npy.tmp*.npy")):
+        pid = int(re.search(r"\.tmp(\d+)\.npy$", path).group(1))
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os.remove(path)
+        except PermissionError:  # alive, another user's
+            pass
 
 
 def make_canvases(digits, image_size, num_distractors, distractor_size, rng):
@@ -131,20 +161,34 @@ def load_canvases(data_dir, split, canvases, cache_dir):
     Returns: uint8 (N, S, S) canvases, int64 (N,) labels, the file's uint8 (N, 28, 28) digits.
     """
     digits, labels = read_digits(data_dir, split)
-    path = os.path.join(cache_dir, canvases.name(split) + ".npy")
+    path = os.path.join(cache_dir, f"{canvases.name(split)}_{fingerprint(digits)}.npy")
+    if os.path.isdir(cache_dir):
+        remove_orphans(cache_dir)
     if os.path.isfile(path):
-        images = np.load(path)
-        if images.shape == (len(digits), canvases.image_size, canvases.image_size):
-            return images, labels, digits
+        try:
+            images = np.load(path, allow_pickle=False)
+            if images.shape == (len(digits), canvases.image_size, canvases.image_size) \
+                    and images.dtype == np.uint8:
+                return images, labels, digits
+            problem = f"holds {images.dtype} {images.shape}"
+        except (OSError, ValueError, EOFError) as err:  # truncated, garbage
+            problem = f"is unreadable ({type(err).__name__})"
+        print(f"[!] the canvas cache {path} {problem}: making it anew")
     start = time.time()
     rng = np.random.default_rng([canvases.seed, SPLIT_STREAMS[split]])
     images, _ = make_canvases(digits, canvases.image_size, canvases.num_distractors,
                               canvases.distractor_size, rng)
     seconds = time.time() - start
-    os.makedirs(cache_dir, exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}.npy"
-    np.save(tmp, images)
-    os.replace(tmp, path)  # a run killed mid-write leaves no half cache
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        np.save(tmp, images)
+        os.replace(tmp, path)  # a run killed mid-write leaves no half cache
+    except OSError as err:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise DataError(f"cannot write the canvas cache {path} ({err.strerror}): free some "
+                        f"space or choose another --cache_dir") from None
     print(f"[*] Made {len(images)} {canvases.name(split)} canvases in {seconds:.1f} s, "
           f"cached in {path}")
     return images, labels, digits

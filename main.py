@@ -1,8 +1,9 @@
 """Train or evaluate the Recurrent Attention Model: python main.py --help."""
+import signal
 import sys
 import warnings
 
-from utils import fast_mkl_on_amd, usable_cores
+from utils import PipeSafeStream, fast_mkl_on_amd, usable_cores
 
 fast_mkl_on_amd()  # before Paddle loads its MKL
 warnings.filterwarnings("ignore", message="No ccache found")  # Paddle's import noise, irrelevant here
@@ -13,7 +14,17 @@ from data_loader import Canvases, DataError, get_test_loader, get_train_valid_lo
 from trainer import CheckpointError, RunError, Trainer  # noqa: E402
 
 
+class Interrupted(Exception):
+    """SIGINT or SIGTERM outside the training loop (whose own handler stops it after a step)."""
+
+
+def interrupt(signum, frame):
+    raise Interrupted(signum)
+
+
 def main(config):
+    for sig in (signal.SIGINT, signal.SIGTERM):  # and not Paddle's handler, or a traceback
+        signal.signal(sig, interrupt)
     paddle.set_device("gpu" if config.use_gpu else "cpu")
     config.num_threads = config.num_threads or usable_cores()
     if not config.use_gpu:  # the CPU's maths library; a GPU run leaves it alone
@@ -45,7 +56,14 @@ def main(config):
     except RunError as err:
         print(f"[!] {err}", file=sys.stderr)
         sys.exit(err.exit_code)
+    except Interrupted as err:
+        signum = err.args[0]
+        when = "before the first epoch" if config.is_train else "while testing"
+        print(f"[!] stopped by {signal.Signals(signum).name} {when}; no checkpoint was written",
+              file=sys.stderr)
+        sys.exit(128 + signum)
 
 
 if __name__ == "__main__":
+    sys.stdout = PipeSafeStream(sys.stdout)  # `python main.py | head` must not end training
     main(get_config())

@@ -18,11 +18,11 @@ multi-scale glimpse), <out_dir>/glimpses.png (those k patches as the network see
 each pooled to g x g by the Retina) and <out_dir>/<name>_curves.png (training and
 validation loss and error per epoch, from --log).
 """
-import argparse
 import os
 import re
 import sys
 import warnings
+import zipfile
 
 warnings.filterwarnings("ignore", message="No ccache found")
 import logging  # noqa: E402
@@ -38,10 +38,12 @@ from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
+from config import OneLineParser  # noqa: E402
 from data_loader import MNIST_MEAN, MNIST_STD, DataError, load_mnist  # noqa: E402
 from modules import Retina, pixel_centres  # noqa: E402
 
 BOX_COLOURS = ["#ff3b30", "#ffcc00", "#34c759", "#0a84ff"]  # the smallest patch first
+GLIMPSE_KEYS = ("images", "labels", "locations", "predicted")  # what main.py saves and we draw
 
 
 class PlotError(Exception):
@@ -69,8 +71,16 @@ def load_glimpses(plot_dir, epoch=None):
     if epoch not in epochs:
         raise PlotError(f"epoch {epoch} was not saved in {plot_dir}; saved epochs: "
                         f"{', '.join(map(str, epochs))}")
-    with np.load(os.path.join(plot_dir, f"glimpses_epoch{epoch}.npz")) as data:
-        saved = dict(data)
+    path = os.path.join(plot_dir, f"glimpses_epoch{epoch}.npz")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            saved = dict(data)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # truncated, empty, garbage
+        raise PlotError(f"{path} is damaged ({type(err).__name__}); choose another --epoch "
+                        f"(saved: {', '.join(map(str, epochs))})") from None
+    missing = [key for key in GLIMPSE_KEYS if key not in saved]
+    if missing:
+        raise PlotError(f"{path} is not a glimpse file of main.py (it lacks {', '.join(missing)})")
     saved["epoch"] = epoch
     return saved
 
@@ -184,17 +194,22 @@ def read_log(path):
     where --test_freq measured it (NaN elsewhere)."""
     if not os.path.isfile(path):
         raise PlotError(f"no training log at {path}: pass --log, or train first")
-    epochs = {}
+    epochs, damaged = {}, 0
     with open(path) as f:
         for line in f:
             if line.startswith("epoch "):
                 fields = line.split()
                 values = dict(zip(fields[0::2], fields[1::2]))
-                epochs[int(values["epoch"])] = (float(values["train_loss"]),
-                                                float(values["valid_loss"]),
-                                                100 - float(values["train_acc"]),
-                                                float(values["valid_err"]),
-                                                float(values.get("selected_test_err", "nan")))
+                try:
+                    epochs[int(values["epoch"])] = (float(values["train_loss"]),
+                                                    float(values["valid_loss"]),
+                                                    100 - float(values["train_acc"]),
+                                                    float(values["valid_err"]),
+                                                    float(values.get("selected_test_err", "nan")))
+                except (KeyError, ValueError):  # cut short by a full disk in an older run
+                    damaged += 1
+    if damaged:
+        print(f"[!] {path}: left out {damaged} damaged epoch lines")
     if not epochs:
         raise PlotError(f"{path} has no epoch lines yet")
     numbers = sorted(epochs)
@@ -228,8 +243,7 @@ def curves(log_path, out):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--plot_dir", required=True,
                         help="the glimpses of one model: <plot_dir>/<model_name>/ of main.py")
     parser.add_argument("--epoch", type=int, default=None, help="which epoch (default: the latest)")
@@ -249,6 +263,8 @@ def main(argv=None):
                             help="the retina, if the saved glimpses do not say (main.py's "
                                  "default); for --figures' bbox.png, default 8, 3, 2")
     args = parser.parse_args(argv)
+    if not args.fps > 0:
+        parser.error(f"--fps must be positive, got {args.fps}")
     name = os.path.basename(os.path.normpath(args.plot_dir))
     try:
         saved = load_glimpses(args.plot_dir, args.epoch)
@@ -268,6 +284,8 @@ def main(argv=None):
             print(f"[*] {path}")
     except (PlotError, DataError) as err:
         sys.exit(f"[!] {err}")
+    except OSError as err:  # --out or --out_dir that cannot be written
+        sys.exit(f"[!] cannot write {err.filename or args.out or args.out_dir} ({err.strerror})")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import io
 import json
 import math
 import os
+import pickle
 import shutil
 import signal
 import time
@@ -19,9 +20,15 @@ from visualdl import LogWriter
 from config import DATA_OPTIONS, MODEL_OPTIONS, OPTION_DEFAULTS, model_name
 from data_loader import CanvasDataset, EpochShuffler
 from model import RecurrentAttention
-from utils import atomic_save, atomic_write_text
+from utils import (FolderLocked, append_line, atomic_save, atomic_write, atomic_write_text,
+                   lock_folder)
 
 VDL_RECORDS = "vdlrecords.run.log"  # VisualDL reads files whose names hold 'vdlrecords'
+
+
+def weights_finite(model):
+    """Whether every weight of model is finite, in one sum (inf - inf is NaN)."""
+    return math.isfinite(float(paddle.add_n([p.sum() for p in model.parameters()])))
 
 
 def remove_files(folder, pattern):
@@ -117,6 +124,32 @@ def build_model(config, channels=1, num_classes=10):
 # What testing a checkpoint needs, and all that a published one (results/) holds;
 # training on needs the optimizer's state and the patience counter too.
 TEST_KEYS = ("model", "epoch", "best_valid_acc", "rng_state", "config")
+TRAIN_KEYS = TEST_KEYS + ("optimizer", "counter")
+# Options that decide which images train and which validate: resuming under others
+# would train on a different split than the run began with.
+SPLIT_OPTIONS = ["random_seed", "valid_size", "train_subset"]
+
+# The only things a checkpoint's pickle may build: what paddle.save writes for our
+# dicts of tensors, numbers and strings, and Paddle's RNG state. Anything else (code
+# a foreign file would run while loading) is refused before paddle.load reads it.
+CHECKPOINT_GLOBALS = {("collections", "OrderedDict"), ("builtins", "tuple"), ("numpy", "ndarray"),
+                      ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct"),
+                      ("numpy.core.multiarray", "_reconstruct"),
+                      ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
+                      ("paddle.base.libpaddle", "GeneratorState")}
+
+
+class ForbiddenGlobal(pickle.UnpicklingError):
+    """A pickle asks for something outside CHECKPOINT_GLOBALS."""
+
+
+class CheckedUnpickler(pickle.Unpickler):
+    """Unpickles only CHECKPOINT_GLOBALS."""
+
+    def find_class(self, module, name):
+        if (module, name) not in CHECKPOINT_GLOBALS:
+            raise ForbiddenGlobal(f"it would run {module}.{name}")
+        return super().find_class(module, name)
 
 
 def weights_only(state):
@@ -124,23 +157,57 @@ def weights_only(state):
     return {key: state[key] for key in TEST_KEYS}
 
 
-def load_checkpoint(path, config):
-    """The checkpoint at `path`, refused if its model options differ from `config`'s."""
+def load_checkpoint(path, config, model, keys=TEST_KEYS):
+    """The checkpoint at `path`, checked before anything of it is used: it unpickles
+    nothing but tensors, numbers and Paddle's RNG state, holds `keys`, was made with
+    `config`'s model and task options, and its weights have the names, shapes and
+    dtypes of `model`'s and are finite. Raises a one-line CheckpointError otherwise."""
     if not os.path.isfile(path):
         raise CheckpointError(f"no checkpoint at {path}: train first (python main.py) "
                               f"or check --ckpt_dir, --best and the model options")
     try:
+        with open(path, "rb") as f:
+            CheckedUnpickler(f, encoding="latin1").load()
         state = paddle.load(path)
-        state["config"] = saved = {**OPTION_DEFAULTS, **state["config"]}
-    except Exception as err:  # paddle.load raises many kinds on a damaged or foreign file
+    except Exception as err:  # a damaged or foreign file raises many kinds
+        reason = f": {err}" if isinstance(err, ForbiddenGlobal) else ""
         raise CheckpointError(f"{path}: not a RAM-Paddle checkpoint, or damaged "
-                              f"({type(err).__name__}); delete it or retrain") from None
+                              f"({type(err).__name__}{reason}); delete it or retrain") from None
+    missing = [key for key in keys if not isinstance(state, dict) or key not in state]
+    if missing or not isinstance(state["config"], dict) or not isinstance(state["model"], dict):
+        raise CheckpointError(f"{path}: not a whole RAM-Paddle checkpoint (it lacks "
+                              f"{', '.join(missing) or 'a model or config dict'})")
+    state["config"] = saved = {**OPTION_DEFAULTS, **state["config"]}
+    absent = [name for name in MODEL_OPTIONS + DATA_OPTIONS if name not in saved]
+    if absent:
+        raise CheckpointError(f"{path}: its options lack {', '.join(absent)}")
     differing = [f"--{name} {saved[name]} (checkpoint) vs {getattr(config, name)}"
                  for name in MODEL_OPTIONS + DATA_OPTIONS if saved[name] != getattr(config, name)]
     if differing:
         raise CheckpointError(f"{path} was trained with other model or data options: "
                               + ", ".join(differing))
+    problem = weights_problem(state["model"], model.state_dict())
+    if problem:
+        raise CheckpointError(f"{path}: {problem}; delete it or retrain")
     return state
+
+
+def weights_problem(weights, expected):
+    """What keeps `weights` from loading into a model whose state_dict is `expected`
+    (names, shapes, dtypes, finite values), or None."""
+    if set(weights) != set(expected):
+        missing, extra = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+        return f"its weights do not fit the model (missing {missing}, unexpected {extra})"
+    for name, tensor in expected.items():
+        value = weights[name]
+        if not isinstance(value, paddle.Tensor):
+            return f"{name} is a {type(value).__name__}, not a tensor"
+        if value.shape != tensor.shape or value.dtype != tensor.dtype:
+            return (f"{name} is {value.dtype} {value.shape} in the checkpoint, "
+                    f"{tensor.dtype} {tensor.shape} in the model")
+        if not bool(paddle.isfinite(value).all()):
+            return f"{name} holds NaN or infinite values"
+    return None
 
 
 class Trainer:
@@ -163,7 +230,8 @@ class Trainer:
             self.scheduler = paddle.optimizer.lr.ReduceOnPlateau(
                 config.init_lr, mode="max", factor=config.lr_factor, patience=config.lr_patience)
         self.optimizer = paddle.optimizer.Adam(self.scheduler, parameters=self.model.parameters())
-        self.start_epoch, self.best_valid_acc, self.counter = 0, 0.0, 0
+        # Below any accuracy, so that the first epoch always writes a best checkpoint.
+        self.start_epoch, self.best_valid_acc, self.counter = 0, -1.0, 0
         self.stop_signal = None  # SIGINT or SIGTERM, once one has arrived
         self.selected_test = None  # (epoch, test error) of the best checkpoint, once tested
 
@@ -181,18 +249,29 @@ class Trainer:
             "rng_state": paddle.get_rng_state(),
             "config": vars(self.config),
         }
-        atomic_save(state, self.ckpt_path(best=False))
+        # The best first: a kill or a full disk between the two writes then leaves the
+        # last checkpoint of the epoch before, and resuming from it repeats this epoch
+        # exactly, best checkpoint included. The other order would leave a last
+        # checkpoint that records a best the best checkpoint does not hold.
         if is_best:
             atomic_save(state, self.ckpt_path(best=True))
+        atomic_save(state, self.ckpt_path(best=False))
 
     def restore(self, best, path=None):
         """Load the best or last checkpoint, or the one at path: weights, progress, RNG
         state and, to train on, the optimizer's and scheduler's state. Returns its path."""
         path = path or self.ckpt_path(best)
-        state = load_checkpoint(path, self.config)
+        training = self.config.is_train  # testing needs neither Adam nor the schedule
+        state = load_checkpoint(path, self.config, self.model, TRAIN_KEYS if training else TEST_KEYS)
         self.model.set_state_dict(state["model"])
-        if self.config.is_train:  # testing needs neither Adam nor the schedule
+        if training:
             saved = state["config"]
+            changed = [f"--{name} {saved[name]} (checkpoint) vs {getattr(self.config, name)}"
+                       for name in SPLIT_OPTIONS
+                       if name in saved and saved[name] != getattr(self.config, name)]
+            if changed:
+                raise CheckpointError(f"{path} was trained on another split of the images: "
+                                      + ", ".join(changed))
             schedule = saved["lr_schedule"]
             if schedule != self.config.lr_schedule:
                 raise CheckpointError(f"{path} was trained with --lr_schedule {schedule}: "
@@ -212,6 +291,13 @@ class Trainer:
         config = self.config
         num_train, num_valid = len(train_loader.dataset), len(valid_loader.dataset)
         self.check_writable()
+        # Held until this process ends, however it ends: the kernel drops the locks.
+        try:
+            self.locks = [lock_folder(folder, self.name)
+                          for folder in (config.ckpt_dir, config.logs_dir, config.plot_dir)]
+        except FolderLocked as err:
+            raise RunError(str(err)) from None
+        remove_files(config.ckpt_dir, f"{self.name}_*.pdparams.tmp*")  # of a killed run
         log_path = os.path.join(config.logs_dir, f"{self.name}.log")
         if config.resume:
             path = self.restore(config.best)
@@ -223,11 +309,16 @@ class Trainer:
         if not config.resume:
             self.remove_old_glimpses()
             remove_files(os.path.join(config.logs_dir, "vdl", self.name), VDL_RECORDS)
-        with open(log_path, "a" if config.resume else "w") as log:
-            event = f"resumed after epoch {self.start_epoch}" if config.resume else "started"
-            log.write(f"# {event} {time.strftime('%Y-%m-%d %H:%M:%S')} paddle {paddle.__version__} "
-                      f"on {paddle.device.get_device()} MKL_DEBUG_CPU_TYPE="
-                      f"{os.environ.get('MKL_DEBUG_CPU_TYPE', '')} {json.dumps(vars(config))}\n")
+        if not config.resume and os.path.exists(log_path):
+            os.remove(log_path)
+        event = f"resumed after epoch {self.start_epoch}" if config.resume else "started"
+        try:
+            append_line(log_path, f"# {event} {time.strftime('%Y-%m-%d %H:%M:%S')} paddle "
+                                  f"{paddle.__version__} on {paddle.device.get_device()} "
+                                  f"MKL_DEBUG_CPU_TYPE={os.environ.get('MKL_DEBUG_CPU_TYPE', '')} "
+                                  f"{json.dumps(vars(config))}")
+        except OSError as err:
+            raise RunError(f"could not write {log_path} ({err.strerror})") from None
         print(f"[*] Train on {num_train} images, validate on {num_valid} (M={config.M})")
         if self.start_epoch >= config.epochs:
             print(f"[!] Nothing to do: {self.start_epoch} of --epochs {config.epochs} are done; "
@@ -255,6 +346,10 @@ class Trainer:
                 else:
                     self.scheduler.step(valid_acc)
 
+                if not math.isfinite(valid_loss) or not weights_finite(self.model):
+                    raise RunError(f"the weights diverged in epoch {epoch + 1} (validation loss "
+                                   f"{valid_loss}); stopped without saving them: "
+                                   + self.kept_checkpoints(epoch) + "; try a lower --init_lr")
                 is_best = valid_acc > self.best_valid_acc
                 self.counter = 0 if is_best else self.counter + 1
                 self.best_valid_acc = max(self.best_valid_acc, valid_acc)
@@ -268,8 +363,7 @@ class Trainer:
                 # The log line goes first: a run killed between the two repeats this line
                 # when resumed, rather than missing it.
                 try:
-                    with open(log_path, "a") as log:
-                        log.write(line + "\n")
+                    append_line(log_path, line)
                     self.save_checkpoint(epoch + 1, is_best)
                 except OSError as err:
                     raise RunError(f"could not write after epoch {epoch + 1} ({err.strerror}: "
@@ -301,7 +395,7 @@ class Trainer:
         if is_best:
             self.selected_test = (epoch + 1, test_err)
         else:
-            best = load_checkpoint(self.ckpt_path(best=True), self.config)
+            best = load_checkpoint(self.ckpt_path(best=True), self.config, self.model)
             if self.selected_test is None or self.selected_test[0] != best["epoch"]:
                 selected = build_model(self.config)
                 selected.set_state_dict(best["model"])
@@ -317,7 +411,7 @@ class Trainer:
     def check_writable(self):
         """Refuse before training what would fail at the first checkpoint: a folder
         that cannot be made or written to, or a disk without room for the checkpoints.
-        Also clears temporary files that a killed run left half-written."""
+        """
         config = self.config
         for folder in (config.ckpt_dir, config.logs_dir, config.plot_dir):
             probe = os.path.join(folder, f".write_test{os.getpid()}")
@@ -329,7 +423,6 @@ class Trainer:
             except OSError as err:
                 raise RunError(f"cannot write to {folder} ({err.strerror}): fix it or choose "
                                f"another with --ckpt_dir, --logs_dir or --plot_dir") from None
-        remove_files(config.ckpt_dir, f"{self.name}_*.pdparams.tmp*")
         # Weights and Adam's two moments, in float32, for the last checkpoint, the best
         # one and the temporary copy of either while it is written.
         needed = 3 * 3 * 4 * sum(int(p.size) for p in self.model.parameters()) + 2**20
@@ -376,10 +469,9 @@ class Trainer:
                 try:
                     loss = self.train_step(x, y)
                 except NonFiniteError as err:
-                    kept = (f"the checkpoints on disk are those of epoch {epoch}" if epoch
-                            else "no epoch had finished, so no checkpoint was written")
                     raise RunError(f"{err} at epoch {epoch + 1}, step {i + 1} of {len(loader)}: "
-                                   f"stopped before updating the weights; {kept}") from None
+                                   f"stopped before updating the weights; "
+                                   + self.kept_checkpoints(epoch)) from None
                 if self.stop_signal:
                     raise self.interrupted(epoch, i + 1, len(loader))
                 total_loss += loss.total.detach() * len(y)
@@ -402,6 +494,12 @@ class Trainer:
         self.check_finite(loss.total)
         self.optimizer.step()
         return loss
+
+    @staticmethod
+    def kept_checkpoints(epoch):
+        """What is on disk when epoch (0-based) fails."""
+        return (f"the checkpoints on disk are those of epoch {epoch}" if epoch
+                else "no epoch had finished, so no checkpoint was written")
 
     def check_finite(self, loss):
         # One sum of the loss and every gradient: a NaN or an infinity anywhere makes
@@ -429,15 +527,24 @@ class Trainer:
         folder = os.path.join(self.config.plot_dir, self.name)
 
         def save(x, y, locations, predicted):
-            os.makedirs(folder, exist_ok=True)
             n = min(9, len(y))
-            np.savez_compressed(os.path.join(folder, f"glimpses_epoch{epoch + 1}.npz"),
-                                images=x[:n].numpy(), labels=y[:n].numpy(),
-                                locations=locations[:n].numpy(), predicted=predicted[:n].numpy(),
-                                patch_size=self.config.patch_size,
-                                num_patches=self.config.num_patches,
-                                glimpse_scale=self.config.glimpse_scale,
-                                standardised=self.config.dataset == "mnist")
+            arrays = dict(images=x[:n].numpy(), labels=y[:n].numpy(),
+                          locations=locations[:n].numpy(), predicted=predicted[:n].numpy(),
+                          patch_size=self.config.patch_size, num_patches=self.config.num_patches,
+                          glimpse_scale=self.config.glimpse_scale,
+                          standardised=self.config.dataset == "mnist")
+
+            def write(tmp):
+                with open(tmp, "wb") as f:  # a file, so that NumPy adds no .npz to the name
+                    np.savez_compressed(f, **arrays)
+
+            path = os.path.join(folder, f"glimpses_epoch{epoch + 1}.npz")
+            try:
+                os.makedirs(folder, exist_ok=True)
+                atomic_write(path, write)
+            except OSError as err:
+                raise RunError(f"could not write {path} ({err.strerror}) in epoch {epoch + 1}; "
+                               + self.kept_checkpoints(epoch)) from None
         return save
 
     def test(self, test_loader):

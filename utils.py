@@ -35,6 +35,9 @@ def atomic_write(path, write):
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        err.filename = err.filename or path  # some writers (paddle.save) leave it None
+        raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -54,3 +57,79 @@ def atomic_write_text(text, path):
             f.write(text)
 
     atomic_write(path, write)
+
+
+def append_line(path, line):
+    """Append one line to a text file, whole or not at all: a write that fails (a full
+    disk) is cut back to where the file ended, so no half line is left to be glued to
+    the next one."""
+    with open(path, "a") as f:
+        end = f.tell()
+        try:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        except OSError as err:
+            f.truncate(end)
+            err.filename = err.filename or path
+            raise
+
+
+class FolderLocked(Exception):
+    """Another live process writes this run's files; the message is one line."""
+
+
+def lock_folder(folder, name):
+    """Claim folder for run `name` until this process ends: an exclusive lock on
+    folder/.<name>.lock, which the kernel releases when the process ends in any way
+    (a kill -9 included), so a dead run's lock is simply taken over. Returns the open
+    lock file, to keep; raises FolderLocked while another process holds it."""
+    import fcntl
+
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f".{name}.lock")
+    lock = open(path, "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise FolderLocked(f"{folder} is in use by a run of {name} (pid {holder}): wait for it "
+                           f"to end, or give this run other folders") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
+
+
+class PipeSafeStream:
+    """A text stream whose reader may go away (`python main.py | head -1`): once it
+    has, what is written is dropped, instead of a BrokenPipeError ending the run."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text):
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            self.drop()
+            return len(text)
+
+    def flush(self):
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self.drop()
+
+    def drop(self):
+        """Point the stream's descriptor at /dev/null, so that its buffer, and the flush
+        at exit, find a reader."""
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self.stream.fileno())
+        os.close(devnull)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)

@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch", reason="align.py compares against PyTorch: 
                                              "pip install torch==2.13.0")
 import align  # noqa: E402
 from config import get_config  # noqa: E402
-from trainer import load_checkpoint  # noqa: E402
+from trainer import TRAIN_KEYS, build_model, load_checkpoint  # noqa: E402
 
 torch_ram = align.torch_mirror()  # benchmarks/torch_ram.py
 SMALL = {"patch_size": 4, "num_patches": 2, "glimpse_scale": 2, "num_glimpses": 3,
@@ -71,7 +71,9 @@ def test_round_trip_gives_identical_tensors(tmp_path):
     assert (again["epoch"], again["best_valid_acc"]) == (7, 91.5)
 
     # Ours holds the weights in Paddle's layout, and main.py's loader accepts it.
-    state = load_checkpoint(str(ours), get_config(["--use_gpu=False"]))
+    config = get_config(["--use_gpu=False"])
+    with paddle.utils.unique_name.guard():
+        state = load_checkpoint(str(ours), config, build_model(config), TRAIN_KEYS)
     weight = original["model_state"]["rnn.i2h.weight"].numpy()
     np.testing.assert_array_equal(np.asarray(state["model"]["rnn.i2h.weight"]), weight.T)
     assert state["epoch"] == 7 and state["best_valid_acc"] == 91.5

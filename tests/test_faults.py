@@ -14,7 +14,7 @@ import pytest
 import trainer as trainer_module
 from data_loader import get_train_valid_loaders
 from tests.helpers import ROOT, tiny_args, tiny_config
-from trainer import RunError, Trainer, load_checkpoint
+from trainer import TRAIN_KEYS, RunError, Trainer, build_model, load_checkpoint
 
 EPOCHS = 40  # of about 0.1 s each on a quiet machine: long enough for many kills
 CKPT = "ram_3_4x4_2_ckpt.pdparams"
@@ -53,8 +53,10 @@ def start_and_wait_for_training(folder, resume):
 def all_checkpoints_load(folder):
     config = tiny_config(folder)
     paths = glob.glob(str(folder / "ckpt" / "*.pdparams"))
+    with paddle.utils.unique_name.guard():
+        model = build_model(config)
     for path in paths:
-        load_checkpoint(path, config)  # raises CheckpointError on a damaged file
+        load_checkpoint(path, config, model, TRAIN_KEYS)  # raises CheckpointError on a damaged file
     return len(paths)
 
 
@@ -201,7 +203,7 @@ def test_a_corrupt_checkpoint_is_refused_and_nothing_is_overwritten(tmp_path, da
     bad = {"truncated": good[:len(good) // 2], "foreign": b"\x89PNG\r\n\x1a\n" + good[:100],
            "empty": b""}[damage]
     path.write_bytes(bad)
-    others = {p: p.read_bytes() for p in (tmp_path / "ckpt").iterdir() if p != path}
+    others = {p: p.read_bytes() for p in (tmp_path / "ckpt").glob("*.pdparams") if p != path}
     message = one_line_failure(run_cli(tmp_path, "--resume=True", "--best=False", "--epochs", "2"))
     assert message.startswith(f"[!] {path}: not a RAM-Paddle checkpoint, or damaged")
     assert path.read_bytes() == bad
