@@ -1,9 +1,25 @@
 """Train or evaluate the Recurrent Attention Model: python main.py --help."""
+import os
 import signal
 import sys
-import warnings
 
-from utils import PipeSafeStream, fast_mkl_on_amd, usable_cores
+
+def stop(signum, frame):
+    """SIGINT or SIGTERM before training holds its folders (whose own handler then stops
+    it after a step) or while testing: nothing has been written, so leave at once. An
+    exception raised here instead could surface inside Paddle's C++ as another error."""
+    os.write(2, f"[!] stopped by {signal.Signals(signum).name} before training began or while "
+                f"testing; no file was changed\n".encode())
+    os._exit(128 + signum)
+
+
+if __name__ == "__main__":  # first, so that Paddle's import and handlers print no traceback
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+
+import warnings  # noqa: E402
+
+from utils import PipeSafeStream, fast_mkl_on_amd, usable_cores  # noqa: E402
 
 fast_mkl_on_amd()  # before Paddle loads its MKL
 warnings.filterwarnings("ignore", message="No ccache found")  # Paddle's import noise, irrelevant here
@@ -14,17 +30,7 @@ from data_loader import Canvases, DataError, get_test_loader, get_train_valid_lo
 from trainer import CheckpointError, RunError, Trainer  # noqa: E402
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM outside the training loop (whose own handler stops it after a step)."""
-
-
-def interrupt(signum, frame):
-    raise Interrupted(signum)
-
-
 def main(config):
-    for sig in (signal.SIGINT, signal.SIGTERM):  # and not Paddle's handler, or a traceback
-        signal.signal(sig, interrupt)
     paddle.set_device("gpu" if config.use_gpu else "cpu")
     config.num_threads = config.num_threads or usable_cores()
     if not config.use_gpu:  # the CPU's maths library; a GPU run leaves it alone
@@ -56,14 +62,11 @@ def main(config):
     except RunError as err:
         print(f"[!] {err}", file=sys.stderr)
         sys.exit(err.exit_code)
-    except Interrupted as err:
-        signum = err.args[0]
-        when = "before the first epoch" if config.is_train else "while testing"
-        print(f"[!] stopped by {signal.Signals(signum).name} {when}; no checkpoint was written",
-              file=sys.stderr)
-        sys.exit(128 + signum)
+
 
 
 if __name__ == "__main__":
     sys.stdout = PipeSafeStream(sys.stdout)  # `python main.py | head` must not end training
+    for sig in (signal.SIGINT, signal.SIGTERM):  # Paddle's import installed its own
+        signal.signal(sig, stop)
     main(get_config())

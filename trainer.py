@@ -1,6 +1,7 @@
 """Training, validation, test and checkpoints of the Recurrent Attention Model."""
 import contextlib
 import glob
+import hashlib
 import io
 import json
 import math
@@ -136,7 +137,9 @@ CHECKPOINT_GLOBALS = {("collections", "OrderedDict"), ("builtins", "tuple"), ("n
                       ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct"),
                       ("numpy.core.multiarray", "_reconstruct"),
                       ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
-                      ("paddle.base.libpaddle", "GeneratorState")}
+                      ("paddle.base.libpaddle", "GeneratorState"),
+                      # paddle.save's form of a tensor that is not a parameter
+                      ("paddle.base.dygraph.math_op_patch", "_rebuild_tensor")}
 
 
 class ForbiddenGlobal(pickle.UnpicklingError):
@@ -154,7 +157,19 @@ class CheckedUnpickler(pickle.Unpickler):
 
 def weights_only(state):
     """A checkpoint reduced to what testing it needs: no optimizer state, a third of the size."""
-    return {key: state[key] for key in TEST_KEYS}
+    return {key: state[key] for key in TEST_KEYS + (DIGEST,) if key in state}
+
+
+DIGEST = "weights_sha256"  # of the weights when saved: flipped bytes in them are caught
+
+
+def weights_digest(weights):
+    """SHA-256 of a state dict's names and float values, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(np.asarray(weights[name])).tobytes())
+    return digest.hexdigest()
 
 
 def load_checkpoint(path, config, model, keys=TEST_KEYS):
@@ -187,6 +202,8 @@ def load_checkpoint(path, config, model, keys=TEST_KEYS):
         raise CheckpointError(f"{path} was trained with other model or data options: "
                               + ", ".join(differing))
     problem = weights_problem(state["model"], model.state_dict())
+    if not problem and DIGEST in state and state[DIGEST] != weights_digest(state["model"]):
+        problem = "its weights are not those it was saved with (damaged bytes)"
     if problem:
         raise CheckpointError(f"{path}: {problem}; delete it or retrain")
     return state
@@ -203,8 +220,8 @@ def weights_problem(weights, expected):
         if not isinstance(value, paddle.Tensor):
             return f"{name} is a {type(value).__name__}, not a tensor"
         if value.shape != tensor.shape or value.dtype != tensor.dtype:
-            return (f"{name} is {value.dtype} {value.shape} in the checkpoint, "
-                    f"{tensor.dtype} {tensor.shape} in the model")
+            return (f"{name} is {value.dtype} {list(value.shape)} in the checkpoint, "
+                    f"{tensor.dtype} {list(tensor.shape)} in the model")
         if not bool(paddle.isfinite(value).all()):
             return f"{name} holds NaN or infinite values"
     return None
@@ -249,6 +266,7 @@ class Trainer:
             "rng_state": paddle.get_rng_state(),
             "config": vars(self.config),
         }
+        state[DIGEST] = weights_digest(state["model"])
         # The best first: a kill or a full disk between the two writes then leaves the
         # last checkpoint of the epoch before, and resuming from it repeats this epoch
         # exactly, best checkpoint included. The other order would leave a last
@@ -287,16 +305,29 @@ class Trainer:
 
     def train(self, train_loader, valid_loader, test_loader=None):
         """Train from the start or a checkpoint to --epochs. With --test_freq, also test
-        every so many epochs and log test_err, which never chooses the best model."""
+        every so many epochs and log test_err, which never chooses the best model.
+        The output folders are this run's alone meanwhile (see lock_folder)."""
+        config = self.config
+        self.check_writable()
+        with contextlib.ExitStack() as locks:  # released however the run ends, kill -9 too
+            try:
+                folders = (config.ckpt_dir, config.logs_dir, config.plot_dir)
+                for real in dict.fromkeys(os.path.realpath(folder) for folder in folders):
+                    locks.enter_context(lock_folder(real, self.name))  # each folder once
+            except FolderLocked as err:
+                raise RunError(str(err)) from None
+            # From here on a signal stops the run after the current step (see on_signal).
+            handlers = {sig: signal.signal(sig, self.on_signal)
+                        for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                self.run_epochs(train_loader, valid_loader, test_loader)
+            finally:
+                for sig, handler in handlers.items():
+                    signal.signal(sig, handler)
+
+    def run_epochs(self, train_loader, valid_loader, test_loader):
         config = self.config
         num_train, num_valid = len(train_loader.dataset), len(valid_loader.dataset)
-        self.check_writable()
-        # Held until this process ends, however it ends: the kernel drops the locks.
-        try:
-            self.locks = [lock_folder(folder, self.name)
-                          for folder in (config.ckpt_dir, config.logs_dir, config.plot_dir)]
-        except FolderLocked as err:
-            raise RunError(str(err)) from None
         remove_files(config.ckpt_dir, f"{self.name}_*.pdparams.tmp*")  # of a killed run
         log_path = os.path.join(config.logs_dir, f"{self.name}.log")
         if config.resume:
@@ -329,7 +360,6 @@ class Trainer:
             # only the newest file of a folder.
             writer = LogWriter(logdir=os.path.join(config.logs_dir, "vdl", self.name),
                                file_name=VDL_RECORDS)
-        handlers = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             for epoch in range(self.start_epoch, config.epochs):
                 if self.stop_signal:  # it came during the last validation or checkpoint
@@ -378,8 +408,6 @@ class Trainer:
                     print(f"[!] No improvement in {self.counter} epochs, stopping training.")
                     break
         finally:
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
             writer.close()
 
     def test_line(self, test_loader, epoch, is_best, writer):

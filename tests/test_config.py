@@ -55,6 +55,22 @@ def test_booleans(argv, expected):
     (["--dataset", "cluttered", "--distractor_size", "0"], "--distractor_size must be 1 to 28"),
     (["--dataset", "cluttered", "--num_distractors", "-1"], "--num_distractors must not be negative"),
     (["--dataset", "svhn"], "argument --dataset: invalid choice: 'svhn'"),
+    # Beyond what the machine runs: each ended in a MemoryError, an overflow or a hang.
+    (["--random_seed", "-1"], "--random_seed must be 0 to 4294967295"),
+    (["--random_seed", "4294967296"], "--random_seed must be 0 to 4294967295"),
+    (["--dataset_seed", "4294967296"], "--dataset_seed must be 0 to 4294967295"),
+    (["--M", "1000000"], "--M must be at most 100 on this machine"),
+    (["--M", "100", "--batch_size", "1000"], "--M x --batch_size, the images of one evaluation batch, must be at most 16384"),
+    (["--patch_size", "100000"], "--patch_size must be at most 64"),
+    (["--hidden_size", "10000000"], "--hidden_size must be at most 8192"),
+    (["--num_glimpses", "100000"], "--num_glimpses must be at most 64"),
+    (["--dataset", "cluttered", "--image_size", "1000"], "--image_size must hold a 28x28 digit (28 to 200)"),
+    (["--glimpse_scale", "1000"], "--glimpse_scale must be at most 8"),
+    (["--num_patches", "1000"], "--num_patches must be at most 8"),
+    (["--patch_size", "64", "--glimpse_scale", "8", "--num_patches", "3"], "the widest patch"),
+    (["--dataset", "cluttered", "--num_distractors", "100000"], "--num_distractors must be at most 64"),
+    (["--std", "inf"], "--std must be positive and finite"),
+    (["--init_lr", "inf"], "--init_lr must be positive and finite"),
 ])
 def test_bad_options_are_refused_in_one_line(argv, reason, capsys):
     with pytest.raises(SystemExit) as exit_info:
