@@ -36,17 +36,21 @@ def check_retina(retina_ms, methods):
 
 
 def test_paddle_only():
-    result = run_benchmark("--profile")
+    result = run_benchmark()
     assert result["train_samples_per_s"] > 0 and result["eval_samples_per_s"] > 0
     check_retina(result["retina_ms"], ["loop", "numpy", "paddle"])
     assert "train_ratio" not in result and "torch" not in result["setup"]
+
+
+def check_profile(result):
     assert sorted(result["step_ms"]) == sorted(["retina", "forward (rest)", "loss", "backward",
                                                  "finite check", "adam"])
 
 
 def test_compare_torch():
     pytest.importorskip("torch")
-    result = run_benchmark("--compare-torch")
+    result = run_benchmark("--compare-torch", "--profile")  # one run for both: they are slow
+    check_profile(result)
     check_retina(result["retina_ms"], ["loop", "numpy", "paddle", "torch_loop"])
     for key in ["torch_train_samples_per_s", "torch_eval_samples_per_s"]:
         assert result[key] > 0
