@@ -3,6 +3,7 @@ import gzip
 import os
 
 import numpy as np
+import pytest
 
 from config import get_config
 
@@ -40,3 +41,13 @@ def tiny_args(tmp_path, *extra):
 def tiny_config(tmp_path, *extra):
     """The config of tiny_args."""
     return get_config(tiny_args(tmp_path, *extra))
+
+
+def refusal(tool_main, *argv):
+    """The one-line message with which a tool's main (plot_glimpses.main, align.main)
+    refuses argv."""
+    with pytest.raises(SystemExit) as exit_info:
+        tool_main(list(argv))
+    message = str(exit_info.value.code)
+    assert message.startswith("[!] ") and "\n" not in message
+    return message

@@ -8,7 +8,7 @@ import numpy as np
 import paddle
 import pytest
 
-from tests.helpers import MNIST_DIR, ROOT, write_fake_mnist
+from tests.helpers import MNIST_DIR, ROOT, refusal, write_fake_mnist
 
 torch = pytest.importorskip("torch", reason="align.py compares against PyTorch: "
                                              "pip install torch==2.13.0")
@@ -92,25 +92,17 @@ def test_converted_checkpoint_is_tested_by_main(tmp_path):
     assert json.loads((tmp_path / "logs" / "ram_6_8x8_1_test.json").read_text())["total"] == 50
 
 
-def refusal(capsys, *argv):
-    with pytest.raises(SystemExit) as exit_info:
-        align.main(list(argv))
-    message = str(exit_info.value.code)
-    assert message.startswith("[!] ") and "\n" not in message
-    return message
-
-
 def test_refusals_are_one_line(tmp_path, capsys):
-    assert "no file at" in refusal(capsys, "--torch_ckpt", str(tmp_path / "missing.pth.tar"))
+    assert "no file at" in refusal(align.main, "--torch_ckpt", str(tmp_path / "missing.pth.tar"))
     (tmp_path / "junk.pth.tar").write_bytes(b"not a checkpoint")
-    assert "not a PyTorch checkpoint" in refusal(capsys, "--torch_ckpt", str(tmp_path / "junk.pth.tar"))
+    assert "not a PyTorch checkpoint" in refusal(align.main, "--torch_ckpt", str(tmp_path / "junk.pth.tar"))
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pth.tar")
-    assert "no model_state" in refusal(capsys, "--torch_ckpt", str(tmp_path / "other.pth.tar"))
+    assert "no model_state" in refusal(align.main, "--torch_ckpt", str(tmp_path / "other.pth.tar"))
     reference_checkpoint(tmp_path / "ref.pth.tar", steps=0)
-    message = refusal(capsys, "--torch_ckpt", str(tmp_path / "ref.pth.tar"), "--num_patches", "3")
+    message = refusal(align.main, "--torch_ckpt", str(tmp_path / "ref.pth.tar"), "--num_patches", "3")
     assert "sensor.fc1 takes 64 inputs, but --num_patches 3 --patch_size 8 give 192" in message
-    message = refusal(capsys, "--torch_ckpt", str(tmp_path / "ref.pth.tar"), "--hidden_size", "128")
+    message = refusal(align.main, "--torch_ckpt", str(tmp_path / "ref.pth.tar"), "--hidden_size", "128")
     assert "--hidden_size 128, but the checkpoint's shapes say 256" in message
     paddle.save({"something": 1}, str(tmp_path / "foreign.pdparams"))
-    assert "not a RAM-Paddle checkpoint" in refusal(capsys, "--to_torch",
+    assert "not a RAM-Paddle checkpoint" in refusal(align.main, "--to_torch",
                                                     str(tmp_path / "foreign.pdparams"))

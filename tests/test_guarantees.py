@@ -22,7 +22,8 @@ import trainer as trainer_module
 from config import get_config
 from data_loader import Canvases, load_canvases
 from main import main
-from tests.helpers import MNIST_DIR, ROOT, tiny_args, tiny_config, write_fake_mnist, write_idx
+from tests.helpers import (MNIST_DIR, ROOT, refusal, tiny_args, tiny_config, write_fake_mnist,
+                           write_idx)
 
 NAME = "ram_3_4x4_2"  # tiny_args' model
 
@@ -435,16 +436,6 @@ def test_plot_glimpses_refuses_a_zero_fps_and_makes_the_out_folder(tmp_path):
 
 # ---------------------------------------------------------------- align.py
 
-def align_failure(*argv):
-    import align
-
-    with pytest.raises(SystemExit) as exit_info:
-        align.main(list(argv))
-    message = str(exit_info.value.code)
-    assert message.startswith("[!] ") and "\n" not in message
-    return message
-
-
 def test_align_refuses_to_overwrite_and_converts_float64_and_junk_in_one_line(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     import align
@@ -456,7 +447,7 @@ def test_align_refuses_to_overwrite_and_converts_float64_and_junk_in_one_line(tm
     align.main(["--torch_ckpt", str(reference)])
     target = tmp_path / "ckpt" / "ram_6_8x8_1_model_best.pdparams"
     before = target.read_bytes()
-    assert "exists and would be overwritten: pass --out" in align_failure("--torch_ckpt", str(reference))
+    assert "exists and would be overwritten: pass --out" in refusal(align.main, "--torch_ckpt", str(reference))
     assert target.read_bytes() == before
 
     state = torch.load(reference, weights_only=True)
@@ -472,5 +463,5 @@ def test_align_refuses_to_overwrite_and_converts_float64_and_junk_in_one_line(tm
 
     state["optim_state"] = {"state": {0: {"step": "junk"}}, "param_groups": []}
     torch.save(state, tmp_path / "junk.pth.tar")
-    assert "optim_state is not the reference's Adam state" in align_failure(
-        "--torch_ckpt", str(tmp_path / "junk.pth.tar"), "--out", str(tmp_path / "j.pdparams"))
+    assert "optim_state is not the reference's Adam state" in refusal(
+        align.main, "--torch_ckpt", str(tmp_path / "junk.pth.tar"), "--out", str(tmp_path / "j.pdparams"))

@@ -6,7 +6,7 @@ from PIL import Image
 
 import plot_glimpses
 from modules import Retina
-from tests.helpers import MNIST_DIR
+from tests.helpers import MNIST_DIR, refusal
 
 
 @pytest.mark.parametrize("location", [(0.0, 0.0), (0.93, -0.6), (-1.0, 1.0), (0.31, 0.77)])
@@ -66,27 +66,19 @@ def test_gif_has_one_frame_per_glimpse_and_figures_are_written(tmp_path):
     assert Image.open(tmp_path / "a.gif").n_frames == 4
 
 
-def refusal(*argv):
-    with pytest.raises(SystemExit) as exit_info:
-        plot_glimpses.main(list(argv))
-    message = str(exit_info.value.code)
-    assert message.startswith("[!] ") and "\n" not in message
-    return message
-
-
 def test_bad_input_is_refused_in_one_line_naming_what_exists(tmp_path):
     (tmp_path / "ram_6_8x8_1").mkdir()
     assert f"no plot directory {tmp_path / 'missing'} ({tmp_path} holds ram_6_8x8_1)" in refusal(
-        "--plot_dir", str(tmp_path / "missing"))
+        plot_glimpses.main, "--plot_dir", str(tmp_path / "missing"))
     (tmp_path / "empty").mkdir()
     assert "holds no glimpses_epoch<N>.npz (it holds nothing)" in refusal(
-        "--plot_dir", str(tmp_path / "empty"))
+        plot_glimpses.main, "--plot_dir", str(tmp_path / "empty"))
     saved_batch(tmp_path, 2)
     saved_batch(tmp_path, 5)
-    assert "epoch 4 was not saved" in refusal("--plot_dir", str(tmp_path), "--epoch", "4")
-    assert "saved epochs: 2, 5" in refusal("--plot_dir", str(tmp_path), "--epoch", "4")
+    assert "epoch 4 was not saved" in refusal(plot_glimpses.main, "--plot_dir", str(tmp_path), "--epoch", "4")
+    assert "saved epochs: 2, 5" in refusal(plot_glimpses.main, "--plot_dir", str(tmp_path), "--epoch", "4")
     assert "--patch_size 4, but the glimpses were saved with 8" in refusal(
-        "--plot_dir", str(tmp_path), "--patch_size", "4")
+        plot_glimpses.main, "--plot_dir", str(tmp_path), "--patch_size", "4")
 
 
 def test_read_log_keeps_the_selected_test_error_where_it_was_measured(tmp_path):
@@ -103,3 +95,16 @@ def test_read_log_keeps_the_selected_test_error_where_it_was_measured(tmp_path):
     assert np.isnan(values[0, 4])
     plot_glimpses.curves(str(log), str(tmp_path / "curves.png"))
     assert Image.open(tmp_path / "curves.png").size[0] > 100
+
+
+def test_read_log_leaves_out_a_damaged_line_and_says_so(tmp_path, capsys):
+    log = tmp_path / "ram.log"
+    log.write_text(  # an older run's log, cut short by a full disk, a resume header glued to it
+        "epoch 1 lr 1.000e-03 train_loss 2.0 train_acc 30.0 valid_loss 1.5 valid_acc 50.0 "
+        "valid_err 50.00 seconds 1.0 samples_per_s 100\n"
+        "epoch 2 lr 1.000e-03 train_loss 1.0 train_acc 60.0 valid_lo# resumed after epoch 1 ...\n"
+        "epoch 2 lr 1.000e-03 train_loss 1.0 train_acc 60.0 valid_loss 0.9 valid_acc 70.0 "
+        "valid_err 30.00 seconds 1.0 samples_per_s 100\n")
+    numbers, values = plot_glimpses.read_log(str(log))
+    assert numbers == [1, 2] and values[1, 3] == 30.0
+    assert "left out 1 damaged epoch lines" in capsys.readouterr().out

@@ -13,7 +13,8 @@ from config import get_config
 from data_loader import ArrayDataset, get_test_loader, get_train_valid_loaders, load_mnist
 from main import main
 from model import RecurrentAttention
-from trainer import CheckpointError, Trainer, build_model, evaluate, ram_loss
+from trainer import CheckpointError, Trainer, build_model, evaluate, ram_loss, weights_only
+from utils import atomic_save
 from tests.helpers import MNIST_DIR, tiny_config
 
 
@@ -302,3 +303,20 @@ def test_damaged_checkpoint_is_refused(tmp_path):
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match="not a RAM-Paddle checkpoint, or damaged"):
         Trainer(tiny_config(tmp_path)).restore(best=True)
+
+
+def test_a_weights_only_checkpoint_tests_as_its_source(tmp_path):
+    """What docs/results.md publishes a row with: a third of the size, the same figure."""
+    run(tiny_config(tmp_path, "--epochs", "1"))
+    source = tmp_path / "ckpt" / "ram_3_4x4_2_model_best.pdparams"
+    published = tmp_path / "published" / "model.pdparams"
+    published.parent.mkdir()
+    atomic_save(weights_only(paddle.load(str(source))), str(published))
+    assert os.path.getsize(published) < 0.5 * os.path.getsize(source)
+    figures = []
+    for checkpoint in (str(source), str(published)):
+        main(tiny_config(tmp_path, "--is_train=False", "--checkpoint", checkpoint,
+                         "--logs_dir", str(tmp_path / "tested")))
+        with open(tmp_path / "tested" / "ram_3_4x4_2_test.json") as f:
+            figures.append(json.load(f)["correct"])
+    assert figures[0] == figures[1]
