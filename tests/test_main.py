@@ -93,3 +93,11 @@ def test_every_folder_a_run_writes_is_ignored_by_git(folder):
     probe = f"{folder}/ram_6_8x8_1/glimpses_epoch1.npz"
     ignored = subprocess.run(["git", "check-ignore", "-q", probe], cwd=ROOT)
     assert ignored.returncode == 0, f"{probe} is not ignored by git"
+
+
+def test_nothing_published_is_ignored_by_git():
+    """results/ (its logs/ too) is committed, whatever the ignored output folders are called."""
+    if not os.path.isdir(os.path.join(ROOT, ".git")):
+        pytest.skip("not a git checkout")
+    for probe in ["results/logs/run.log", "results/mnist/ram_6_8x8_1/model.pdparams", "docs/x.md"]:
+        assert subprocess.run(["git", "check-ignore", "-q", probe], cwd=ROOT).returncode == 1, probe
