@@ -25,9 +25,10 @@ import tempfile
 import time
 import warnings
 
-from utils import fast_mkl_on_amd, usable_cores
+from utils import fast_mkl_on_amd, keep_freed_memory, usable_cores
 
 fast_mkl_on_amd()  # before Paddle loads its MKL, as main.py does
+keep_freed_memory()  # as main.py does
 # Importing Paddle sets OMP_NUM_THREADS=1 in this process's environment; the torch
 # worker gets the environment from before, so that it runs with torch's defaults.
 ENVIRONMENT_BEFORE_PADDLE = dict(os.environ)

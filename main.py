@@ -19,9 +19,10 @@ if __name__ == "__main__":  # first, so that Paddle's import and handlers print 
 
 import warnings  # noqa: E402
 
-from utils import PipeSafeStream, fast_mkl_on_amd, usable_cores  # noqa: E402
+from utils import PipeSafeStream, fast_mkl_on_amd, keep_freed_memory, usable_cores  # noqa: E402
 
 fast_mkl_on_amd()  # before Paddle loads its MKL
+keep_freed_memory()
 warnings.filterwarnings("ignore", message="No ccache found")  # Paddle's import noise, irrelevant here
 import paddle  # noqa: E402
 

@@ -19,11 +19,13 @@ class RecurrentAttention(nn.Layer):
     rnn.h2h, locator.fc, locator.fc_lt, classifier.fc, baseliner.fc) so that
     weights map one to one.
 
-    Input: x (B, C, H, W) and, optionally, l_0 (B, 2) and noise (B, T, 2), the
+    Input: x (B, C, H, W) and, optionally, l_0 (N, 2) and noise (N, T, 2), the
     policy's standard-normal draws, to use instead of Paddle's random numbers
-    (align.py feeds PyTorch and Paddle the same ones).
-    Output: log_probas (B, num_classes), log_pi (B, T), baselines (B, T) and
-    locations (B, T, 2), the place of each glimpse (l_0 .. l_{T-1}).
+    (align.py feeds PyTorch and Paddle the same ones), and repeats, M: the glimpse
+    paths per image, N = M * B episodes, row m * B + b being path m of image b
+    (evaluation; the images and the retina's work on them are not copied).
+    Output: log_probas (N, num_classes), log_pi (N, T), baselines (N, T) and
+    locations (N, T, 2), the place of each glimpse (l_0 .. l_{T-1}).
     """
 
     def __init__(self, patch_size, num_patches, glimpse_scale, channels, loc_hidden,
@@ -38,13 +40,14 @@ class RecurrentAttention(nn.Layer):
         self.classifier = ActionNetwork(hidden_size, num_classes)
         self.baseliner = BaselineNetwork(hidden_size)
 
-    def forward(self, x, l_0=None, noise=None):
-        batch_size = x.shape[0]
+    def forward(self, x, l_0=None, noise=None, repeats=1):
+        batch_size = x.shape[0] * repeats
         h_t = paddle.zeros([batch_size, self.hidden_size], dtype=x.dtype)
         if l_0 is None:
             l_0 = paddle.uniform([batch_size, 2], dtype=x.dtype, min=-1.0, max=1.0)
         l_t = l_0
-        # The images are the same at every glimpse: the retina's work on them is done once.
+        # The images are the same at every glimpse and in every path: the retina's work
+        # on them is done once.
         table = self.sensor.retina.summed_area_table(x)
         locations, log_pi, baselines = [], [], []
         for t in range(self.num_glimpses):

@@ -102,8 +102,8 @@ def evaluate(model, loader, M, on_first_batch=None):
     total_loss, correct, count = 0.0, 0.0, 0
     for i, (x, y) in enumerate(loader):
         B = len(y)
-        # The repeats form one batch of M * B images, row m * B + b being image b.
-        log_probas, log_pi, baselines, locations = model(paddle.tile(x, [M, 1, 1, 1]))
+        # The repeats form one batch of M * B episodes, row m * B + b being image b.
+        log_probas, log_pi, baselines, locations = model(x, repeats=M)
         log_probas, log_pi, baselines = (t.reshape([M, B, -1]).mean(axis=0)
                                          for t in (log_probas, log_pi, baselines))
         loss = ram_loss(log_probas, log_pi, baselines, y)

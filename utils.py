@@ -20,6 +20,25 @@ def fast_mkl_on_amd(cpuinfo="/proc/cpuinfo"):
         os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
 
 
+def keep_freed_memory():
+    """Make glibc keep freed memory for reuse instead of unmapping it.
+
+    glibc hands every freed block over 128 KiB back to the system and maps fresh,
+    zeroed pages for the next one; the retina's arrays of a batch (index, corners,
+    sums: megabytes each, made anew at every glimpse) then pay page faults on every
+    call. Raising the two thresholds to 1 GiB halved the time of an M=10
+    evaluation glimpse at 60x60 here (9 to 4 ms), at the cost of a process that
+    keeps its peak memory. Returns whether it applied (glibc only)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing known to tune
+        return False
+    trim_threshold, mmap_threshold = -1, -3  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD of malloc.h
+    return bool(libc.mallopt(mmap_threshold, 2**30)) and bool(libc.mallopt(trim_threshold, 2**30))
+
+
 def usable_cores():
     """CPU cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

@@ -1,15 +1,22 @@
 """Training and evaluation speed on 28x28 MNIST and on the translated and cluttered
 tasks' canvases, this checkout against an earlier commit, in one run:
 
-    python benchmarks/canvas_speed.py 5690460 --json > logs/canvas_speed.jsonl
+    python benchmarks/canvas_speed.py 4a17cfd                   # steps and evaluations
+    python benchmarks/canvas_speed.py 4a17cfd --whole_epochs    # main.py's epochs
 
 Each side runs in its own process from its own tree (the commit is checked out
 with `git worktree` in a temporary folder) with main.py's settings on one
-thread, and the two take turns, so that both see the same machine. A
-measurement is images per second over --steps training steps of batch 128, or
-over --eval_batches evaluations with M=10, on random images: 28x28 with the
-defaults (one 8x8 patch, 6 glimpses), and 60x60 (3 scales) and 100x100 (4 scales)
-with 12x12 patches and 8 glimpses; median of --repeats.
+thread, and the two take turns, so that both see the same machine; median of
+--repeats. Tasks: 28x28 with the defaults (one 8x8 patch, 6 glimpses), and
+cluttered 60x60 (4 distractors, 3 scales) and 100x100 (8 distractors, 4 scales)
+with 12x12 patches and 8 glimpses.
+
+Steps: images per second over --steps training steps of batch 128, or over
+--eval_batches evaluations with M=10, on random 8-bit images (whole 255ths, as
+canvases are; standardised for 28x28). Whole epochs: `main.py --epochs 1
+--train_subset --epoch_images` on MNIST's canvases, training images per second
+(the log's samples_per_s) and validation images per second with M=10 (the
+validation images over the log's seconds less the training time).
 """
 import argparse
 import json
@@ -28,8 +35,10 @@ def measure(tree, side, num_patches, steps, eval_batches):
     """Runs in the child: images/s of training and of evaluation in `tree`'s code."""
     sys.path.insert(0, tree)
     os.chdir(tree)
-    from utils import fast_mkl_on_amd
-    fast_mkl_on_amd()
+    import utils
+    utils.fast_mkl_on_amd()
+    if hasattr(utils, "keep_freed_memory"):  # as the tree's main.py does
+        utils.keep_freed_memory()
     import numpy as np
     import paddle
     from config import get_config
@@ -43,8 +52,11 @@ def measure(tree, side, num_patches, steps, eval_batches):
     paddle.seed(0)
     trainer = Trainer(config)
     rng = np.random.default_rng(0)
-    batches = [(paddle.to_tensor(rng.uniform(size=(128, 1, side, side)).astype("float32")),
-                paddle.to_tensor(rng.integers(0, 10, 128))) for _ in range(steps)]
+    pixels = [rng.integers(0, 256, size=(128, 1, side, side)) / 255 for _ in range(steps)]
+    if side == 28:
+        pixels = [(p - 0.1307) / 0.3081 for p in pixels]
+    batches = [(paddle.to_tensor(p.astype("float32")), paddle.to_tensor(rng.integers(0, 10, 128)))
+               for p in pixels]
     trainer.train_step(*batches[0])  # warm-up
     start = time.perf_counter()
     for x, y in batches:
@@ -57,6 +69,31 @@ def measure(tree, side, num_patches, steps, eval_batches):
     return {"train": train, "eval": eval_batches * 128 / (time.perf_counter() - start)}
 
 
+def whole_epoch(tree, side, num_patches, images, scratch):
+    """Training and validation images/s of one epoch of `tree`'s main.py, from its log."""
+    task = [] if side == 28 else [
+        "--dataset", "cluttered", "--image_size", str(side), "--num_distractors",
+        str(4 if side == 60 else 8), "--patch_size", "12", "--num_patches", str(num_patches),
+        "--glimpse_scale", "2", "--num_glimpses", "8", "--std", "0.1"]
+    out = os.path.join(scratch, "run")
+    # Each tree keeps its own canvas cache (their names differ); made on the first run,
+    # outside the epoch's timing.
+    subprocess.run([sys.executable, "main.py", "--use_gpu=False", "--epochs", "1",
+                    "--num_threads", "1", "--train_subset", str(images), *task,
+                    "--ckpt_dir", out, "--logs_dir", out, "--plot_dir", out,
+                    "--cache_dir", os.path.join(scratch, "cache", os.path.basename(tree))],
+                   cwd=tree, check=True, capture_output=True, text=True)
+    [log] = [name for name in os.listdir(out) if name.endswith(".log")]
+    with open(os.path.join(out, log)) as f:
+        line = [line.split() for line in f if line.startswith("epoch")][-1]
+    values = dict(zip(line[::2], line[1::2]))
+    num_valid = int(images * 0.1)
+    train_seconds = (images - num_valid) / float(values["samples_per_s"])
+    subprocess.run(["rm", "-rf", out], check=True)
+    return {"train": float(values["samples_per_s"]),
+            "eval": num_valid / (float(values["seconds"]) - train_seconds)}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("base", help="the earlier commit to compare with")
@@ -64,6 +101,10 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--eval_batches", type=int, default=2)
     parser.add_argument("--json", action="store_true", help="one JSON line per task")
+    parser.add_argument("--whole_epochs", action="store_true",
+                        help="time main.py's epochs instead of steps and evaluations")
+    parser.add_argument("--epoch_images", type=int, default=12000,
+                        help="--train_subset of the whole epochs (a tenth validates)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)  # tree side num_patches
     args = parser.parse_args(argv)
     if args.child:
@@ -82,6 +123,10 @@ def main(argv=None):
                 runs = {"base": [], "this": []}
                 for _ in range(args.repeats):
                     for which, tree in (("base", base_tree), ("this", HERE)):
+                        if args.whole_epochs:
+                            runs[which].append(whole_epoch(tree, side, num_patches,
+                                                           args.epoch_images, folder))
+                            continue
                         out = subprocess.run(
                             [sys.executable, os.path.abspath(__file__), args.base,
                              "--steps", str(args.steps), "--eval_batches", str(args.eval_batches),

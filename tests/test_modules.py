@@ -66,16 +66,36 @@ def test_every_retina_method_matches_loop_oracle(num_patches, glimpse_scale, cha
         np.testing.assert_allclose(phi.numpy(), expected, rtol=1e-5, atol=1e-6, err_msg=method)
 
 
+@pytest.mark.parametrize("pixels,table", [("8-bit", "int32"), ("any float", "float64")])
 @pytest.mark.parametrize("size,num_patches", [(60, 3), (100, 4)])
-def test_retina_on_the_papers_canvases_matches_loop_oracle(size, num_patches):
-    """The translated and cluttered tasks' retinas: 12x12 patches, each next one twice as wide."""
+def test_retina_on_the_papers_canvases_matches_loop_oracle(size, num_patches, pixels, table):
+    """The translated and cluttered tasks' retinas: 12x12 patches, each next one twice as
+    wide; canvases (whole 255ths) are summed in integers, other images in float64."""
     rng = np.random.default_rng(size)
     images = rng.uniform(size=(16, 1, size, size)).astype(np.float32)
+    if pixels == "8-bit":
+        images = (rng.integers(0, 256, size=images.shape) / 255).astype(np.float32)
     locations = random_locations(rng, 16)
     expected = retina_oracle(images, locations, 12, num_patches, 2)
+    assert Retina(12, num_patches, 2, "numpy").summed_area_table(paddle.to_tensor(images)).dtype == table
     for method in METHODS:
         phi = Retina(12, num_patches, 2, method).foveate(paddle.to_tensor(images),
                                                          paddle.to_tensor(locations))
+        np.testing.assert_allclose(phi.numpy(), expected, rtol=1e-5, atol=1e-6, err_msg=method)
+
+
+@pytest.mark.parametrize("size,patch_size,num_patches,glimpse_scale", [(28, 8, 1, 1), (60, 12, 3, 2)])
+def test_every_retina_method_reads_image_n_mod_b_for_location_n(size, patch_size, num_patches,
+                                                                glimpse_scale):
+    """Evaluation's M glimpse paths per image: 3 locations per image, the images not copied."""
+    rng = np.random.default_rng(size)
+    images = rng.uniform(size=(5, 2, size, size)).astype(np.float32)
+    locations = random_locations(rng, 15)
+    expected = retina_oracle(np.tile(images, (3, 1, 1, 1)), locations, patch_size, num_patches,
+                             glimpse_scale)
+    for method in METHODS:
+        retina = Retina(patch_size, num_patches, glimpse_scale, method)
+        phi = retina.foveate(paddle.to_tensor(images), paddle.to_tensor(locations))
         np.testing.assert_allclose(phi.numpy(), expected, rtol=1e-5, atol=1e-6, err_msg=method)
 
 
@@ -193,3 +213,18 @@ def test_model_shares_one_table_between_glimpses_and_matches_the_loop(method):
         outputs[name] = [t.numpy() for t in model(x, l_0, noise)]
     for got, want in zip(outputs[method], outputs["loop"]):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["numpy", "paddle", "loop"])
+def test_repeats_give_the_episodes_of_the_tiled_images(method):
+    """model(x, repeats=M) is model(tile(x, M)) without copying x or its table."""
+    rng = np.random.default_rng(4)
+    x = rng.uniform(size=(4, 1, 60, 60)).astype(np.float32)
+    l_0 = paddle.to_tensor(random_locations(rng, 12))
+    noise = paddle.to_tensor(rng.normal(size=(12, 3, 2)).astype(np.float32))
+    paddle.seed(0)
+    model = RecurrentAttention(12, 3, 2, 1, 16, 16, 0.1, 32, 10, 3, retina_method=method)
+    shared = model(paddle.to_tensor(x), l_0, noise, repeats=3)
+    tiled = model(paddle.to_tensor(np.tile(x, (3, 1, 1, 1))), l_0, noise)
+    for got, want in zip(shared, tiled):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-6)

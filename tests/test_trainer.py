@@ -95,8 +95,8 @@ def test_learns_256_real_mnist_images():
 
 
 class FixedModel:
-    """Stands in for RecurrentAttention: returns preset log-probabilities for a
-    batch of M * B images and records the batch it saw."""
+    """Stands in for RecurrentAttention: returns preset log-probabilities for
+    M * B episodes and records the images and repeats it was given."""
 
     def __init__(self, log_probas):
         self.log_probas = log_probas
@@ -104,9 +104,9 @@ class FixedModel:
     def eval(self):
         pass
 
-    def __call__(self, x):
-        self.seen = x.numpy()
-        n, T = len(x), 2
+    def __call__(self, x, repeats=1):
+        self.seen = (x.numpy(), repeats)
+        n, T = len(x) * repeats, 2
         return (paddle.to_tensor(self.log_probas), paddle.zeros([n, T]), paddle.zeros([n, T]),
                 paddle.zeros([n, T, 2]))
 
@@ -121,7 +121,8 @@ def test_evaluate_averages_log_probas_over_repeats():
     loader = [(paddle.to_tensor(x), paddle.to_tensor([0, 0]))]
     model = FixedModel(np.log(p))
     loss, acc, correct, total = evaluate(model, loader, M=3)
-    np.testing.assert_array_equal(model.seen, np.concatenate([x, x, x]))
+    np.testing.assert_array_equal(model.seen[0], x)  # the images once, with M paths each
+    assert model.seen[1] == 3
     assert (correct, total, acc) == (2, 2, 100.0)
     mean_log_p = np.log(p).reshape(3, 2, 2).mean(axis=0)
     baseline_loss = 1.0  # baselines 0, rewards 1

@@ -37,3 +37,13 @@ def test_atomic_save_leaves_no_temporary_file(tmp_path):
     atomic_save({"a": paddle.ones([2])}, str(path))
     assert os.listdir(tmp_path) == ["state.pdparams"]
     assert paddle.load(str(path))["a"].numpy().tolist() == [1.0, 1.0]
+
+
+def test_keep_freed_memory_applies_on_glibc():
+    import platform
+
+    from utils import keep_freed_memory
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert keep_freed_memory() is True
