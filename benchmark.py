@@ -5,6 +5,10 @@
     python benchmark.py --profile        # where the time of one training step goes
     python benchmark.py --json           # one JSON line instead of the table
 
+It also times the paper's canvas tasks (cluttered 60x60 with 3 scales, 100x100 with 4,
+12x12 patches, 8 glimpses, std 0.1): a training step and evaluation with M=10 on
+canvases made from MNIST's digits, and with --profile the parts of their step.
+
 Every figure is timed after a warm-up, over --repeats runs (min / median / max);
 ratios divide medians measured in this one run. Paddle runs as `python main.py`
 does (the same model, optimiser, loss, evaluation and thread and MKL settings);
@@ -37,7 +41,7 @@ import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
 from config import get_config  # noqa: E402
-from data_loader import DataError, load_mnist  # noqa: E402
+from data_loader import DataError, load_mnist, make_canvases, read_digits  # noqa: E402
 from modules import Retina  # noqa: E402
 from trainer import Trainer, evaluate, ram_loss  # noqa: E402
 
@@ -45,6 +49,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # (name, image side, g, k, s): the default glimpse, and those of the translated and
 # cluttered tasks.
 RETINAS = [("28x28", 28, 8, 1, 1), ("60x60", 60, 12, 3, 2), ("100x100", 100, 12, 4, 2)]
+# (name, canvas side, distractors, scales): the paper's cluttered tasks, as main.py runs them.
+CANVAS_TASKS = [("60x60", 60, 4, 3), ("100x100", 100, 8, 4)]
 
 
 def spread(values):
@@ -162,6 +168,40 @@ def profile_step(trainer, batches, steps):
     return {part: 1000 * seconds / steps for part, seconds in parts.items()}
 
 
+def canvas_task(name, side, distractors, scales, args, digits):
+    """Training and evaluation (M=10) images/s on one canvas task, and with --profile
+    the parts of its step, as main.py runs it."""
+    config = get_config(["--dataset", "cluttered", "--image_size", str(side), "--num_distractors",
+                         str(distractors), "--patch_size", "12", "--num_patches", str(scales),
+                         "--glimpse_scale", "2", "--num_glimpses", "8", "--std", "0.1"])
+    count = config.batch_size * max(args.train_steps, args.eval_batches)
+    canvases, _ = make_canvases(digits[:count], side, distractors, 8, np.random.default_rng(0))
+    pixels = (canvases[:, None] / np.float32(255)).astype("float32")  # as CanvasDataset gives
+    labels = np.random.default_rng(1).integers(0, 10, count)
+    batches = [(paddle.to_tensor(pixels[i:i + config.batch_size]),
+                paddle.to_tensor(labels[i:i + config.batch_size]))
+               for i in range(0, count, config.batch_size)]
+    with paddle.utils.unique_name.guard():
+        trainer = Trainer(config)
+
+    def train():
+        for i in range(args.train_steps):
+            trainer.train_step(*batches[i % len(batches)])
+        float(trainer.model.rnn.i2h.weight.sum())
+
+    train_times = time_runs(train, args.repeats)
+    eval_times = time_runs(lambda: evaluate(trainer.model, batches[:args.eval_batches], config.M),
+                           args.repeats)
+    rates = {f"train {name}": spread([args.train_steps * config.batch_size / t for t in train_times]),
+             f"eval {name}": spread([args.eval_batches * config.batch_size / t for t in eval_times])}
+    result = {"train_samples_per_s": round(rates[f"train {name}"]["median"]),
+              "eval_samples_per_s": round(rates[f"eval {name}"]["median"])}
+    if args.profile:
+        result["step_ms"] = {part: round(ms, 3) for part, ms in
+                             profile_step(trainer, batches, args.train_steps * 2).items()}
+    return result, rates
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--compare-torch", action="store_true",
@@ -261,6 +301,12 @@ def main(argv=None):
     if args.profile:
         result["step_ms"] = {part: round(ms, 3) for part, ms in
                              profile_step(trainer, batches, args.train_steps * 2).items()}
+    digits = read_digits(args.data_dir, "train")[0]
+    result["canvas"] = {}
+    for name, side, distractors, scales in CANVAS_TASKS:
+        result["canvas"][name], task_rates = canvas_task(name, side, distractors, scales, args,
+                                                         digits)
+        rates.update(task_rates)
 
     if args.json:
         print(json.dumps(result))
@@ -300,6 +346,9 @@ def print_table(result, rates, retina):
             for name, *_ in RETINAS for method, by_name in retina.items()]
     labels = {"train": "train step, paddle (samples/s)", "torch_train": "train step, torch (samples/s)",
               "eval": "evaluate M=10, paddle (images/s)", "torch_eval": "evaluate M=10, torch (images/s)"}
+    for name, *_ in CANVAS_TASKS:
+        labels[f"train {name}"] = f"train step {name}, paddle (samples/s)"
+        labels[f"eval {name}"] = f"evaluate M=10 {name}, paddle (images/s)"
     rows += [(labels[key], rates[key]) for key in labels if key in rates]
     width = max(len(name) for name, _ in rows)
     print(f"| {'measure':<{width}} | {'min':>9} | {'median':>9} | {'max':>9} |")
@@ -311,11 +360,14 @@ def print_table(result, rates, retina):
     if "train_ratio" in result:
         print(f"\ntrain ratio (paddle / torch, medians): {result['train_ratio']:.2f}")
         print(f"eval ratio  (paddle / torch, medians): {result['eval_ratio']:.2f}")
-    if "step_ms" in result:
-        total = sum(result["step_ms"].values())
-        print(f"\none training step: {total:.2f} ms")
-        for part, ms in result["step_ms"].items():
-            print(f"  {part:<15} {ms:7.2f} ms  {100 * ms / total:5.1f}%")
+    steps = [("28x28", result)] + [(f"{name} canvas", task)
+                                   for name, task in result["canvas"].items()]
+    for name, task in steps:
+        if "step_ms" in task:
+            total = sum(task["step_ms"].values())
+            print(f"\none training step, {name}: {total:.2f} ms")
+            for part, ms in task["step_ms"].items():
+                print(f"  {part:<15} {ms:7.2f} ms  {100 * ms / total:5.1f}%")
 
 
 if __name__ == "__main__":

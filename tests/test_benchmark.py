@@ -40,11 +40,15 @@ def test_paddle_only():
     assert result["train_samples_per_s"] > 0 and result["eval_samples_per_s"] > 0
     check_retina(result["retina_ms"], ["loop", "numpy", "paddle"])
     assert "train_ratio" not in result and "torch" not in result["setup"]
+    assert sorted(result["canvas"]) == ["100x100", "60x60"]
+    for task in result["canvas"].values():
+        assert task["train_samples_per_s"] > 0 and task["eval_samples_per_s"] > 0
 
 
 def check_profile(result):
-    assert sorted(result["step_ms"]) == sorted(["retina", "forward (rest)", "loss", "backward",
-                                                 "finite check", "adam"])
+    for task in [result, *result["canvas"].values()]:  # 28x28 and each canvas task
+        assert sorted(task["step_ms"]) == sorted(["retina", "forward (rest)", "loss", "backward",
+                                                   "finite check", "adam"])
 
 
 def test_compare_torch():
