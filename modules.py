@@ -9,6 +9,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
+from paddle.distribution import Normal
 
 
 class Linear(nn.Linear):
@@ -330,20 +331,15 @@ class LocationNetwork(nn.Layer):
     def __init__(self, hidden_size, std):
         super().__init__()
         self.std = std
-        # log N(x; mu, std) = -(x - mu)^2 / (2 std^2) - log(std * sqrt(2 pi))
-        self.log_norm = math.log(std * math.sqrt(2 * math.pi))
         self.fc = Linear(hidden_size, hidden_size // 2)
         self.fc_lt = Linear(hidden_size // 2, 2)
 
     def forward(self, h_t, noise=None):
         mu = paddle.tanh(self.fc_lt(F.relu(self.fc(h_t.detach()))))
-        if noise is None:  # the draws of paddle.distribution.Normal(mu, std).sample()
-            noise = paddle.tensor.random.gaussian(mu.shape, mean=0.0, std=1.0, dtype=mu.dtype)
-        # No gradient through the sample: the policy learns through log_pi alone. The
-        # formulas, not a Normal object: the same numbers in a third of the operators.
-        sample = (mu + self.std * noise).detach()
-        deviation = sample - mu
-        log_pi = (deviation * deviation * (-0.5 / self.std**2) - self.log_norm).sum(axis=1)
+        policy = Normal(mu, paddle.full([], self.std, dtype=mu.dtype))
+        sample = policy.sample() if noise is None else mu + self.std * noise
+        sample = sample.detach()  # Normal.sample() is differentiable in Paddle
+        log_pi = policy.log_prob(sample).sum(axis=1)
         return paddle.clip(sample, -1.0, 1.0), log_pi
 
 

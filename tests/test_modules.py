@@ -228,23 +228,3 @@ def test_repeats_give_the_episodes_of_the_tiled_images(method):
     tiled = model(paddle.to_tensor(np.tile(x, (3, 1, 1, 1))), l_0, noise)
     for got, want in zip(shared, tiled):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
-
-
-def test_location_policy_draws_and_density_are_normals():
-    """The policy written out draws what paddle.distribution.Normal draws from the same
-    generator state, and gives its log-density: evaluations of published checkpoints,
-    which replay saved RNG states, see the same glimpses."""
-    from paddle.distribution import Normal
-
-    paddle.seed(7)
-    network = LocationNetwork(16, 0.1)
-    h_t = paddle.randn([32, 16])
-    mu = paddle.tanh(network.fc_lt(paddle.nn.functional.relu(network.fc(h_t))))
-    state = paddle.get_rng_state()
-    l_t, log_pi = network(h_t)
-    paddle.set_rng_state(state)
-    policy = Normal(mu, paddle.full([], 0.1, dtype=mu.dtype))
-    sample = policy.sample()
-    np.testing.assert_array_equal(l_t.numpy(), paddle.clip(sample, -1.0, 1.0).numpy())
-    np.testing.assert_allclose(log_pi.numpy(), policy.log_prob(sample).sum(axis=1).numpy(),
-                               rtol=1e-6, atol=1e-5)
