@@ -168,6 +168,19 @@ def profile_step(trainer, batches, steps):
     return {part: 1000 * seconds / steps for part, seconds in parts.items()}
 
 
+def as_batches(images, labels, batch_size):
+    """(images, labels) Tensors of batch_size consecutive images each."""
+    return [(paddle.to_tensor(images[i:i + batch_size]), paddle.to_tensor(labels[i:i + batch_size]))
+            for i in range(0, len(labels), batch_size)]
+
+
+def train_steps(trainer, batches, steps):
+    """steps Adam steps over batches in turn, waited for."""
+    for i in range(steps):
+        trainer.train_step(*batches[i % len(batches)])
+    float(trainer.model.rnn.i2h.weight.sum())  # wait for the device
+
+
 def canvas_task(name, side, distractors, scales, args, digits):
     """Training and evaluation (M=10) images/s on one canvas task, and with --profile
     the parts of its step, as main.py runs it."""
@@ -177,19 +190,10 @@ def canvas_task(name, side, distractors, scales, args, digits):
     count = config.batch_size * max(args.train_steps, args.eval_batches)
     canvases, _ = make_canvases(digits[:count], side, distractors, 8, np.random.default_rng(0))
     pixels = (canvases[:, None] / np.float32(255)).astype("float32")  # as CanvasDataset gives
-    labels = np.random.default_rng(1).integers(0, 10, count)
-    batches = [(paddle.to_tensor(pixels[i:i + config.batch_size]),
-                paddle.to_tensor(labels[i:i + config.batch_size]))
-               for i in range(0, count, config.batch_size)]
+    batches = as_batches(pixels, np.random.default_rng(1).integers(0, 10, count), config.batch_size)
     with paddle.utils.unique_name.guard():
         trainer = Trainer(config)
-
-    def train():
-        for i in range(args.train_steps):
-            trainer.train_step(*batches[i % len(batches)])
-        float(trainer.model.rnn.i2h.weight.sum())
-
-    train_times = time_runs(train, args.repeats)
+    train_times = time_runs(lambda: train_steps(trainer, batches, args.train_steps), args.repeats)
     eval_times = time_runs(lambda: evaluate(trainer.model, batches[:args.eval_batches], config.M),
                            args.repeats)
     rates = {f"train {name}": spread([args.train_steps * config.batch_size / t for t in train_times]),
@@ -230,16 +234,12 @@ def main(argv=None):
         sys.exit(f"[!] {err}")
     count = config.batch_size * max(args.train_steps, args.eval_batches)
     images, labels = images[:count], labels[:count]
-    batches = [(paddle.to_tensor(images[i:i + config.batch_size]),
-                paddle.to_tensor(labels[i:i + config.batch_size]))
-               for i in range(0, count, config.batch_size)]
+    batches = as_batches(images, labels, config.batch_size)
     with paddle.utils.unique_name.guard():
         trainer = Trainer(config)
 
     def paddle_train():
-        for i in range(args.train_steps):
-            trainer.train_step(*batches[i % len(batches)])
-        float(trainer.model.rnn.i2h.weight.sum())  # wait for the device
+        train_steps(trainer, batches, args.train_steps)
 
     def paddle_eval():
         evaluate(trainer.model, batches[:args.eval_batches], config.M)
