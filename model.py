@@ -2,7 +2,8 @@
 import paddle
 import paddle.nn as nn
 
-from modules import ActionNetwork, BaselineNetwork, CoreNetwork, GlimpseNetwork, LocationNetwork
+from modules import (ActionNetwork, BaselineNetwork, CoreNetwork, GlimpseNetwork, LocationNetwork,
+                     ModelConfig)
 
 
 class RecurrentAttention(nn.Layer):
@@ -12,8 +13,8 @@ class RecurrentAttention(nn.Layer):
     location (l_t, log_pi_t) and predict the reward (b_t). After T glimpses,
     classify from h_T. l_0 is uniform in [-1, 1]^2 and h_0 is zeros.
 
-    retina_method chooses how the Retina cuts patches (see Retina); every
-    method computes the same glimpses.
+    Built from a ModelConfig (its options by name); config.retina_method chooses how
+    the Retina cuts patches (see Retina): every method computes the same glimpses.
 
     Parameter names follow the PyTorch reference (sensor.fc1..fc4, rnn.i2h,
     rnn.h2h, locator.fc, locator.fc_lt, classifier.fc, baseliner.fc) so that
@@ -28,17 +29,15 @@ class RecurrentAttention(nn.Layer):
     locations (N, T, 2), the place of each glimpse (l_0 .. l_{T-1}).
     """
 
-    def __init__(self, patch_size, num_patches, glimpse_scale, channels, loc_hidden,
-                 glimpse_hidden, std, hidden_size, num_classes, num_glimpses, retina_method="auto"):
+    def __init__(self, config=ModelConfig()):
         super().__init__()
-        self.num_glimpses = num_glimpses
-        self.hidden_size = hidden_size
-        self.sensor = GlimpseNetwork(glimpse_hidden, loc_hidden, patch_size, num_patches,
-                                     glimpse_scale, channels, retina_method)
-        self.rnn = CoreNetwork(glimpse_hidden + loc_hidden, hidden_size)
-        self.locator = LocationNetwork(hidden_size, std)
-        self.classifier = ActionNetwork(hidden_size, num_classes)
-        self.baseliner = BaselineNetwork(hidden_size)
+        self.num_glimpses = config.num_glimpses
+        self.hidden_size = config.hidden_size
+        self.sensor = GlimpseNetwork(config)
+        self.rnn = CoreNetwork(config.glimpse_hidden + config.loc_hidden, config.hidden_size)
+        self.locator = LocationNetwork(config.hidden_size, config.std)
+        self.classifier = ActionNetwork(config.hidden_size, config.num_classes)
+        self.baseliner = BaselineNetwork(config.hidden_size)
 
     def forward(self, x, l_0=None, noise=None, repeats=1):
         batch_size = x.shape[0] * repeats

@@ -4,12 +4,30 @@ Shapes use B for the batch, C, H, W for the image's channels, height and width,
 g for the patch size and k for the number of patches per glimpse.
 """
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.distribution import Normal
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The options RecurrentAttention is built from, by name (main.py's of the same
+    names; trainer.build_model makes one from them)."""
+    patch_size: int = 8  # g, the side of the smallest (sharpest) patch
+    num_patches: int = 1  # k, patches per glimpse
+    glimpse_scale: int = 1  # s, each patch s times wider than the one before
+    channels: int = 1  # C, the images' channels
+    glimpse_hidden: int = 128  # width of fc1: what the retina saw
+    loc_hidden: int = 128  # width of fc2: where it looked
+    hidden_size: int = 256  # width of h_t
+    num_glimpses: int = 6  # T
+    std: float = 0.05  # the location policy's standard deviation
+    num_classes: int = 10
+    retina_method: str = "auto"  # see Retina
 
 
 class Linear(nn.Linear):
@@ -276,25 +294,22 @@ class GlimpseNetwork(nn.Layer):
 
         g_t = relu(fc3(relu(fc1(phi))) + fc4(relu(fc2(l))))
 
-    Args:
-        glimpse_hidden, loc_hidden: widths of fc1 and fc2.
-        patch_size, num_patches, glimpse_scale: the Retina's g, k, s.
-        channels: C, the image's channels.
-        retina_method: how the Retina cuts patches ("auto", "numpy", "paddle", "loop").
+    Built from a ModelConfig: the Retina's patch_size, num_patches, glimpse_scale and
+    retina_method, the channels C, and the widths glimpse_hidden (fc1) and loc_hidden (fc2).
     Input: x (B, C, H, W), l (N, 2), N a multiple of B (see Retina.foveate) and,
     optionally, table: the retina's summed_area_table(x), kept by the caller for all
     of the batch's glimpses.
     Output: g_t (N, glimpse_hidden + loc_hidden).
     """
 
-    def __init__(self, glimpse_hidden, loc_hidden, patch_size, num_patches, glimpse_scale, channels,
-                 retina_method="auto"):
+    def __init__(self, config):
         super().__init__()
-        self.retina = Retina(patch_size, num_patches, glimpse_scale, retina_method)
-        self.fc1 = Linear(num_patches * patch_size * patch_size * channels, glimpse_hidden)
-        self.fc2 = Linear(2, loc_hidden)
-        self.fc3 = Linear(glimpse_hidden, glimpse_hidden + loc_hidden)
-        self.fc4 = Linear(loc_hidden, glimpse_hidden + loc_hidden)
+        c = config
+        self.retina = Retina(c.patch_size, c.num_patches, c.glimpse_scale, c.retina_method)
+        self.fc1 = Linear(c.num_patches * c.patch_size * c.patch_size * c.channels, c.glimpse_hidden)
+        self.fc2 = Linear(2, c.loc_hidden)
+        self.fc3 = Linear(c.glimpse_hidden, c.glimpse_hidden + c.loc_hidden)
+        self.fc4 = Linear(c.loc_hidden, c.glimpse_hidden + c.loc_hidden)
 
     def forward(self, x, l, table=None):
         phi = self.retina.foveate(x, l, table)

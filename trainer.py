@@ -1,5 +1,6 @@
 """Training, validation, test and checkpoints of the Recurrent Attention Model."""
 import contextlib
+import dataclasses
 import glob
 import hashlib
 import io
@@ -21,6 +22,7 @@ from visualdl import LogWriter
 from config import DATA_OPTIONS, MODEL_OPTIONS, OPTION_DEFAULTS, model_name
 from data_loader import CanvasDataset, EpochShuffler
 from model import RecurrentAttention
+from modules import ModelConfig
 from utils import (FolderLocked, append_line, atomic_save, atomic_write, atomic_write_text,
                    lock_folder)
 
@@ -116,10 +118,10 @@ def evaluate(model, loader, M, on_first_batch=None):
 
 
 def build_model(config, channels=1, num_classes=10):
-    return RecurrentAttention(config.patch_size, config.num_patches, config.glimpse_scale, channels,
-                              config.loc_hidden, config.glimpse_hidden, config.std,
-                              config.hidden_size, num_classes, config.num_glimpses,
-                              config.retina_method)
+    """RecurrentAttention with main.py's options (a Namespace, as config.py makes)."""
+    names = {field.name for field in dataclasses.fields(ModelConfig)} - {"channels", "num_classes"}
+    return RecurrentAttention(ModelConfig(channels=channels, num_classes=num_classes,
+                                          **{name: getattr(config, name) for name in names}))
 
 
 # What testing a checkpoint needs, and all that a published one (results/) holds;

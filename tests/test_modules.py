@@ -7,7 +7,7 @@ import pytest
 
 from model import RecurrentAttention
 from modules import (ActionNetwork, BaselineNetwork, CoreNetwork, GlimpseNetwork, LocationNetwork,
-                     Retina, Linear)
+                     Linear, ModelConfig, Retina)
 
 
 def retina_oracle(images, locations, patch_size, num_patches, glimpse_scale):
@@ -146,7 +146,8 @@ def test_networks_compute_their_formulas():
     paddle.seed(5)
     relu = paddle.nn.functional.relu
     x, l = paddle.randn([16, 2, 12, 12]), paddle.uniform([16, 2], min=-1, max=1)
-    glimpse = GlimpseNetwork(24, 20, 4, 2, 2, 2)
+    glimpse = GlimpseNetwork(ModelConfig(patch_size=4, num_patches=2, glimpse_scale=2, channels=2,
+                                         glimpse_hidden=24, loc_hidden=20))
     phi = glimpse.retina.foveate(x, l)
     expected = relu(plain(glimpse.fc3, relu(plain(glimpse.fc1, phi)))
                     + plain(glimpse.fc4, relu(plain(glimpse.fc2, l))))
@@ -166,7 +167,8 @@ def test_module_shapes():
     B = 5
     x = paddle.randn([B, 3, 20, 20])
     l = paddle.uniform([B, 2], min=-1, max=1)
-    g_t = GlimpseNetwork(32, 16, 4, 2, 2, 3)(x, l)
+    g_t = GlimpseNetwork(ModelConfig(patch_size=4, num_patches=2, glimpse_scale=2, channels=3,
+                                     glimpse_hidden=32, loc_hidden=16))(x, l)
     assert g_t.shape == [B, 48]
     h_t = CoreNetwork(48, 64)(g_t, paddle.zeros([B, 64]))
     assert h_t.shape == [B, 64]
@@ -209,7 +211,8 @@ def test_model_shares_one_table_between_glimpses_and_matches_the_loop(method):
     outputs = {}
     for name in ("loop", method):
         paddle.seed(0)
-        model = RecurrentAttention(12, 3, 2, 1, 16, 16, 0.1, 32, 10, 4, retina_method=name)
+        model = RecurrentAttention(ModelConfig(12, 3, 2, glimpse_hidden=16, loc_hidden=16, std=0.1,
+                                                   hidden_size=32, num_glimpses=4, retina_method=name))
         outputs[name] = [t.numpy() for t in model(x, l_0, noise)]
     for got, want in zip(outputs[method], outputs["loop"]):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
@@ -223,8 +226,21 @@ def test_repeats_give_the_episodes_of_the_tiled_images(method):
     l_0 = paddle.to_tensor(random_locations(rng, 12))
     noise = paddle.to_tensor(rng.normal(size=(12, 3, 2)).astype(np.float32))
     paddle.seed(0)
-    model = RecurrentAttention(12, 3, 2, 1, 16, 16, 0.1, 32, 10, 3, retina_method=method)
+    model = RecurrentAttention(ModelConfig(12, 3, 2, glimpse_hidden=16, loc_hidden=16, std=0.1,
+                                               hidden_size=32, num_glimpses=3, retina_method=method))
     shared = model(paddle.to_tensor(x), l_0, noise, repeats=3)
     tiled = model(paddle.to_tensor(np.tile(x, (3, 1, 1, 1))), l_0, noise)
     for got, want in zip(shared, tiled):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_each_width_reaches_its_layer():
+    """glimpse_hidden and loc_hidden given by name, unequal: a swap would show."""
+    from config import get_config
+    from trainer import build_model
+
+    model = build_model(get_config(["--use_gpu=False", "--glimpse_hidden", "24",
+                                    "--loc_hidden", "20", "--hidden_size", "32"]))
+    assert model.sensor.fc1.weight.shape == [64, 24] and model.sensor.fc2.weight.shape == [2, 20]
+    assert model.sensor.fc3.weight.shape == [24, 44] and model.sensor.fc4.weight.shape == [20, 44]
+    assert model.rnn.i2h.weight.shape == [44, 32] and model.locator.fc.weight.shape == [32, 16]

@@ -13,6 +13,7 @@ from config import get_config
 from data_loader import ArrayDataset, get_test_loader, get_train_valid_loaders, load_mnist
 from main import main
 from model import RecurrentAttention
+from modules import ModelConfig
 from trainer import CheckpointError, Trainer, build_model, evaluate, ram_loss, weights_only
 from utils import atomic_save
 from tests.helpers import MNIST_DIR, tiny_config
@@ -43,7 +44,8 @@ def test_loss_refuses_column_labels():
 def grads_after(loss_part):
     """Gradients of every parameter after backpropagating one part of the loss."""
     paddle.seed(0)
-    model = RecurrentAttention(4, 1, 1, 1, 8, 8, 0.1, 16, 10, 3)
+    model = RecurrentAttention(ModelConfig(patch_size=4, glimpse_hidden=8, loc_hidden=8, std=0.1,
+                                           hidden_size=16, num_glimpses=3))
     log_probas, log_pi, baselines, _ = model(paddle.randn([6, 1, 12, 12]))
     labels = paddle.to_tensor([0, 1, 2, 3, 4, 5])
     getattr(ram_loss(log_probas, log_pi, baselines, labels), loss_part).backward()
