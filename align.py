@@ -24,7 +24,6 @@ tensor: every glimpse's h_t, mu_t, l_t, b_t and log_pi_t, the log-probabilities,
 each loss term, the gradient of every parameter, every weight after 3 Adam steps
 and the accuracy. torch is needed here only (pip install torch==2.13.0).
 """
-import argparse
 import math
 import os
 import sys
@@ -37,10 +36,10 @@ warnings.filterwarnings("ignore", message="No ccache found")
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
-from config import OneLineParser, get_config, model_name  # noqa: E402
+from config import OneLineParser, get_config, model_name, saved_config  # noqa: E402
 from data_loader import DataError, load_mnist  # noqa: E402
-from trainer import CheckedUnpickler, build_model, ram_loss  # noqa: E402
-from utils import atomic_save  # noqa: E402
+from trainer import build_model, ram_loss  # noqa: E402
+from utils import atomic_save, check_pickle  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BETA1, BETA2 = 0.9, 0.999  # Adam's defaults, in the reference and in trainer.py
@@ -198,8 +197,7 @@ def load_paddle_checkpoint(path):
     if not os.path.isfile(path):
         raise AlignError(f"no file at {path}")
     try:
-        with open(path, "rb") as f:
-            CheckedUnpickler(f, encoding="latin1").load()  # runs no code a foreign file holds
+        check_pickle(path)  # runs no code a foreign file holds
         state = paddle.load(path)
     except Exception as err:  # paddle.load raises many kinds on a foreign or damaged file
         raise AlignError(f"{path}: not a RAM-Paddle checkpoint, or damaged "
@@ -212,7 +210,7 @@ def load_paddle_checkpoint(path):
 def paddle_to_torch(state):
     """The reference's checkpoint dict for one of ours."""
     torch = import_torch()
-    config = argparse.Namespace(**state["config"])
+    config = saved_config(state["config"])
     with paddle.utils.unique_name.guard():
         model = build_model(config)
     mirror = mirror_for(config)

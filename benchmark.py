@@ -4,6 +4,7 @@
     python benchmark.py --compare-torch  # and the PyTorch reference, alternating, with ratios
     python benchmark.py --profile        # where the time of one training step goes
     python benchmark.py --json           # one JSON line instead of the table
+    python benchmark.py --inference      # the exported model (Paddle Inference) against dygraph
 
 It also times the paper's canvas tasks (cluttered 60x60 with 3 scales, 100x100 with 4,
 12x12 patches, 8 glimpses, std 0.1): a training step and evaluation with M=10 on
@@ -13,6 +14,11 @@ Every figure is timed after a warm-up, over --repeats runs (min / median / max);
 ratios divide medians measured in this one run. Paddle runs as `python main.py`
 does (the same model, optimiser, loss, evaluation and thread and MKL settings);
 both frameworks get the same MNIST batches, already in memory as tensors.
+
+--inference times, instead, test-time prediction with M=10 of 28x28 MNIST (the
+default model) and of cluttered 60x60 (the paper's model): dygraph evaluation as
+main.py --is_train=False runs it, against the model exported by export_model.py run
+by Paddle Inference (infer.py's predictor) with oneDNN off and on, taking turns.
 
 The PyTorch side (benchmarks/torch_ram.py --serve) is the reference's model,
 loss and per-image-loop retina with torch's default threads. It runs in its
@@ -43,7 +49,7 @@ import paddle  # noqa: E402
 from config import get_config  # noqa: E402
 from data_loader import DataError, load_mnist, make_canvases, read_digits  # noqa: E402
 from modules import Retina  # noqa: E402
-from trainer import Trainer, evaluate, ram_loss  # noqa: E402
+from trainer import Trainer, build_model, evaluate, ram_loss  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # (name, image side, g, k, s): the default glimpse, and those of the translated and
@@ -206,6 +212,53 @@ def canvas_task(name, side, distractors, scales, args, digits):
     return result, rates
 
 
+def inference_speed(args, threads):
+    """Images/s of test-time prediction (M=10) on 28x28 and 60x60: dygraph evaluation,
+    and the exported graph through Paddle Inference with oneDNN off and on."""
+    from export_model import save_inference_model
+    from infer import make_predictor, predict
+    result, rates = {}, {}
+    tasks = [("28x28", []), ("60x60", ["--dataset", "cluttered", "--patch_size", "12",
+                                       "--num_patches", "3", "--glimpse_scale", "2",
+                                       "--num_glimpses", "8", "--std", "0.1"])]
+    digits = read_digits(args.data_dir, "test")[0]
+    for name, options in tasks:
+        config = get_config(options + ["--use_gpu=False"])
+        count = config.batch_size * args.eval_batches
+        if config.dataset == "mnist":
+            images = load_mnist(args.data_dir, "test")[0][:count]
+        else:
+            canvases, _ = make_canvases(digits[:count], 60, 4, 8, np.random.default_rng(0))
+            images = (canvases[:, None] / np.float32(255)).astype("float32")
+        batches = as_batches(images, np.zeros(count, np.int64), config.batch_size)
+        with paddle.utils.unique_name.guard():
+            model = build_model(config)
+        with tempfile.TemporaryDirectory() as folder:
+            config.retina_method = "paddle"  # what the graph holds; the same weights
+            with paddle.utils.unique_name.guard():
+                save_inference_model(build_model(config), config, folder, config.M)
+            predictors = {onednn: make_predictor(folder, threads, onednn, use_gpu=False)
+                          for onednn in (False, True)}
+        runs = {"dygraph": lambda: evaluate(model, batches, config.M)}
+        for onednn, predictor in predictors.items():
+            runs[f"inference, oneDNN {'on' if onednn else 'off'}"] = (
+                lambda p=predictor: [predict(p, x.numpy()) for x, _ in batches])
+        times = {way: [] for way in runs}
+        for run in runs.values():
+            run()  # warm-up
+        for _ in range(args.repeats):  # taking turns
+            for way, run in runs.items():
+                settle()
+                times[way].append(time_runs(run, 1, warmup=0)[0])
+        for way, seconds in times.items():
+            rates[f"{way} {name}"] = spread([count / t for t in seconds])
+        dygraph = rates[f"dygraph {name}"]["median"]
+        result[name] = {way: round(rates[f"{way} {name}"]["median"]) for way in runs}
+        result[name]["ratios_to_dygraph"] = {
+            way: round(rates[f"{way} {name}"]["median"] / dygraph, 2) for way in runs if way != "dygraph"}
+    return result, rates
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--compare-torch", action="store_true",
@@ -213,6 +266,9 @@ def main(argv=None):
     parser.add_argument("--json", action="store_true", help="print one JSON line, no table")
     parser.add_argument("--profile", action="store_true",
                         help="also split one training step into its parts")
+    parser.add_argument("--inference", action="store_true",
+                        help="time test-time prediction instead: dygraph against the exported "
+                             "model in Paddle Inference")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs of each measurement")
     parser.add_argument("--train_steps", type=int, default=15, help="training steps per run")
     parser.add_argument("--eval_batches", type=int, default=3, help="evaluation batches per run")
@@ -232,6 +288,23 @@ def main(argv=None):
         images, labels = load_mnist(args.data_dir, "train")
     except DataError as err:
         sys.exit(f"[!] {err}")
+    if args.inference:
+        result, rates = inference_speed(args, threads)
+        result["setup"] = {"paddle": paddle.__version__, "threads": threads, "M": config.M,
+                           "batch_size": config.batch_size, "images": args.eval_batches
+                           * config.batch_size, "repeats": args.repeats}
+        if args.json:
+            print(json.dumps(result))
+            return
+        setup = result["setup"]
+        print(f"paddle {setup['paddle']}, {threads} threads; test-time prediction with "
+              f"M={setup['M']}, {setup['images']} images in batches of {setup['batch_size']}; "
+              f"{setup['repeats']} turns each, after a warm-up\n")
+        print_rows([(f"{key} (images/s)", value) for key, value in rates.items()])
+        for name in ("28x28", "60x60"):
+            for way, ratio in result[name]["ratios_to_dygraph"].items():
+                print(f"{name}: {way} / dygraph (medians): {ratio:.2f}")
+        return
     count = config.batch_size * max(args.train_steps, args.eval_batches)
     images, labels = images[:count], labels[:count]
     batches = as_batches(images, labels, config.batch_size)
@@ -332,6 +405,17 @@ def operator_profile(trainer, batches, steps):
                  time_unit="ms")
 
 
+def print_rows(rows):
+    """A Markdown table of (measure, min / median / max) rows."""
+    width = max(len(name) for name, _ in rows)
+    print(f"| {'measure':<{width}} | {'min':>9} | {'median':>9} | {'max':>9} |")
+    print(f"|{'-' * (width + 2)}|{'-' * 11}|{'-' * 11}|{'-' * 11}|")
+    for name, s in rows:
+        digits = 3 if "ms" in name else 0
+        print(f"| {name:<{width}} | " + " | ".join(f"{s[k]:>9.{digits}f}" for k in
+                                                    ("min", "median", "max")) + " |")
+
+
 def print_table(result, rates, retina):
     setup = result["setup"]
     line = (f"paddle {setup['paddle']} on {setup['device']}, {setup['paddle_threads']} threads, "
@@ -350,13 +434,7 @@ def print_table(result, rates, retina):
         labels[f"train {name}"] = f"train step {name}, paddle (samples/s)"
         labels[f"eval {name}"] = f"evaluate M=10 {name}, paddle (images/s)"
     rows += [(labels[key], rates[key]) for key in labels if key in rates]
-    width = max(len(name) for name, _ in rows)
-    print(f"| {'measure':<{width}} | {'min':>9} | {'median':>9} | {'max':>9} |")
-    print(f"|{'-' * (width + 2)}|{'-' * 11}|{'-' * 11}|{'-' * 11}|")
-    for name, s in rows:
-        digits = 3 if "ms" in name else 0
-        print(f"| {name:<{width}} | " + " | ".join(f"{s[k]:>9.{digits}f}" for k in
-                                                    ("min", "median", "max")) + " |")
+    print_rows(rows)
     if "train_ratio" in result:
         print(f"\ntrain ratio (paddle / torch, medians): {result['train_ratio']:.2f}")
         print(f"eval ratio  (paddle / torch, medians): {result['eval_ratio']:.2f}")

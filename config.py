@@ -6,21 +6,28 @@ import sys
 
 import paddle
 
+from data_loader import DataError, folder_classes
+from utils import check_pickle
+
 ROOT = os.path.dirname(os.path.abspath(__file__))
 RESULTS_DIR = os.path.join(ROOT, "results")  # published results: no run writes there
 
 # Options that change the network's shapes or what it computes: a checkpoint
 # made with other values cannot be loaded under these.
-MODEL_OPTIONS = ["patch_size", "glimpse_scale", "num_patches", "loc_hidden", "glimpse_hidden",
-                 "num_glimpses", "hidden_size", "std"]
+MODEL_OPTIONS = ["patch_size", "glimpse_scale", "num_patches", "channels", "loc_hidden",
+                 "glimpse_hidden", "num_glimpses", "hidden_size", "std"]
 # The task a model was trained on: testing or resuming it on another is refused too.
-DATA_OPTIONS = ["dataset", "image_size", "num_distractors", "distractor_size", "dataset_seed"]
+# classes is no option: the names of the classes, in the order of the model's outputs
+# (MNIST's digits, or an image folder's class folders; see get_config).
+DATA_OPTIONS = ["dataset", "image_size", "num_distractors", "distractor_size", "dataset_seed",
+                "classes"]
+DIGITS = [str(digit) for digit in range(10)]
 # The largest value of each option that this project's machine (2 cores, 24 GiB) can
 # run; past these a run ends in a MemoryError or an overflow rather than a result.
 LIMITS = {"patch_size": 64, "num_patches": 8, "glimpse_scale": 8, "loc_hidden": 4096,
           "glimpse_hidden": 4096, "hidden_size": 8192, "num_glimpses": 64, "M": 100,
           "batch_size": 4096, "epochs": 100_000, "num_distractors": 64, "num_workers": 64,
-          "num_threads": 1024}
+          "num_threads": 1024, "channels": 4}
 MAX_PATCH = 1024  # pixels on a side of the widest patch, g * s^(k - 1)
 MAX_EVAL_BATCH = 16384  # images in one evaluation batch, M * batch_size
 MAX_CANVAS = 200  # pixels on a side: 70,000 canvases of 200x200 take 2.8 GB
@@ -28,7 +35,7 @@ MAX_SEED = 2**32 - 1  # NumPy's seeds
 
 # What checkpoints made before an option existed were made with.
 OPTION_DEFAULTS = {"dataset": "mnist", "image_size": 28, "num_distractors": 0, "distractor_size": 8,
-                   "dataset_seed": 0, "lr_schedule": "plateau"}
+                   "dataset_seed": 0, "lr_schedule": "plateau", "channels": 1, "classes": DIGITS}
 
 
 def str2bool(value):
@@ -91,6 +98,9 @@ add(glimpse, "--glimpse_scale", int, 1, "each patch is this many times wider tha
 add(glimpse, "--num_patches", int, 1, "patches per glimpse, k")
 add(glimpse, "--loc_hidden", int, 128, "width of the location layer (fc2)")
 add(glimpse, "--glimpse_hidden", int, 128, "width of the patch layer (fc1)")
+add(glimpse, "--channels", int, 1,
+    "channels of the images: 1 (gray) or 3 (RGB, --dataset folder only; its images are "
+    "converted to this)")
 glimpse.add_argument("--retina_method", choices=["auto", "numpy", "paddle", "loop"], default="auto",
                      help="how the retina cuts patches, all giving the same glimpses; auto: numpy "
                           "on the CPU (fastest there), paddle on a GPU")
@@ -104,11 +114,15 @@ add(reinforce, "--std", float, 0.05, "standard deviation of the location policy"
 add(reinforce, "--M", int, 10, "Monte-Carlo repeats per image at validation and test")
 
 data = parser.add_argument_group("data")
-data.add_argument("--dataset", choices=["mnist", "translated", "cluttered"], default="mnist",
+data.add_argument("--dataset", choices=["mnist", "translated", "cluttered", "folder"],
+                  default="mnist",
                   help="28x28 MNIST, or each digit at a random place on a larger canvas, "
-                       "with --num_distractors clutter for cluttered")
+                       "with --num_distractors clutter for cluttered; folder: your own images "
+                       "in --data_dir/train/<class>/ (and --data_dir/test/<class>/), resized to "
+                       "--image_size")
 add(data, "--image_size", int, None,
-    "side of the images: 28 for mnist (the default there), 60 by default for the canvases")
+    "side of the images: 28 for mnist (the default there and for folder), 60 by default for "
+    "the canvases")
 add(data, "--num_distractors", int, None,
     "clutter pieces per canvas: 4 by default for cluttered, 0 (and only 0) otherwise")
 add(data, "--distractor_size", int, 8, "side of each clutter piece, cut from another digit")
@@ -145,7 +159,8 @@ add(misc, "--num_threads", int, 0,
     "(Paddle alone takes 1)")
 add(misc, "--best", str2bool, True, "load the best checkpoint (False: the last one)")
 add(misc, "--random_seed", int, 1, "seed of the weights, the split, the data order and the policy")
-add(misc, "--data_dir", str, "data/MNIST", "folder of the four MNIST IDX files")
+add(misc, "--data_dir", str, "data/MNIST",
+    "folder of the four MNIST IDX files; with --dataset folder, the image folder")
 add(misc, "--ckpt_dir", str, "./ckpt", "folder of the checkpoints")
 add(misc, "--logs_dir", str, "./logs", "folder of the epoch logs, test results and VisualDL scalars")
 add(misc, "--plot_dir", str, "./plots", "folder of the glimpse plots")
@@ -159,20 +174,25 @@ add(misc, "--test_freq", int, 0,
 
 def check(config):
     """The first reason the options cannot work, or None."""
-    canvas = config.dataset != "mnist"
+    canvas = config.dataset in ("translated", "cluttered")
     if config.image_size is None:
         config.image_size = 60 if canvas else 28
     if config.num_distractors is None:
         config.num_distractors = 4 if config.dataset == "cluttered" else 0
-    if not canvas and config.image_size != 28:
-        return f"--image_size {config.image_size} needs --dataset translated or cluttered"
+    if config.dataset == "mnist" and config.image_size != 28:
+        return f"--image_size {config.image_size} needs --dataset translated, cluttered or folder"
+    if config.dataset == "folder" and not 4 <= config.image_size <= MAX_CANVAS:
+        return f"--image_size must be 4 to {MAX_CANVAS} for --dataset folder, got {config.image_size}"
+    if config.channels not in (1, 3) or (config.channels == 3 and config.dataset != "folder"):
+        return (f"--channels must be 1, or 3 with --dataset folder (MNIST is gray), "
+                f"got {config.channels}")
     if config.dataset != "cluttered" and config.num_distractors:
         return "--num_distractors needs --dataset cluttered"
     if canvas and not 28 <= config.image_size <= MAX_CANVAS:
         return f"--image_size must hold a 28x28 digit (28 to {MAX_CANVAS}), got {config.image_size}"
     if not 1 <= config.distractor_size <= 28:
         return f"--distractor_size must be 1 to 28, got {config.distractor_size}"
-    positive = ["patch_size", "glimpse_scale", "num_patches", "loc_hidden", "glimpse_hidden",
+    positive = ["patch_size", "glimpse_scale", "num_patches", "channels", "loc_hidden", "glimpse_hidden",
                 "num_glimpses", "hidden_size", "M", "batch_size", "epochs", "print_freq", "plot_freq"]
     for name in positive:
         if getattr(config, name) < 1:
@@ -208,6 +228,9 @@ def check(config):
     for name in ["random_seed", "dataset_seed"]:
         if not 0 <= getattr(config, name) <= MAX_SEED:
             return f"--{name} must be 0 to {MAX_SEED}, got {getattr(config, name)}"
+    if paddle.distributed.get_world_size() > 1 and not config.shuffle:
+        return ("--shuffle=False in a data-parallel run: its processes take shards of each "
+                "epoch's shuffled order")
     if config.use_gpu is None:
         config.use_gpu = paddle.device.is_compiled_with_cuda()
     if config.use_gpu and not paddle.device.is_compiled_with_cuda():
@@ -225,15 +248,23 @@ def inside(path, folder):
 def checkpoint_options(path):
     """The model and task options a checkpoint was made with, or a one-line reason."""
     try:
+        check_pickle(path)  # before paddle.load, which would run any code a pickle names
         saved = {**OPTION_DEFAULTS, **paddle.load(path)["config"]}
         return {name: saved[name] for name in MODEL_OPTIONS + DATA_OPTIONS}
     except Exception as err:  # missing, damaged or foreign: paddle.load raises many kinds
         return f"--checkpoint {path}: not a readable RAM-Paddle checkpoint ({type(err).__name__})"
 
 
+def saved_config(options):
+    """The Namespace of the options a checkpoint saved (its "config" dict), with what
+    checkpoints from before an option existed were made with."""
+    return argparse.Namespace(**{**OPTION_DEFAULTS, **options})
+
+
 def get_config(argv=None):
     """Parse and check the options; a bad one exits with a one-line reason. With
-    --checkpoint, that checkpoint's model and task options are the defaults."""
+    --checkpoint, that checkpoint's model and task options are the defaults.
+    config.classes is set too: the digits, or the class folders of --dataset folder."""
     config = parser.parse_args(argv)
     if config.checkpoint:
         if config.is_train:
@@ -242,10 +273,17 @@ def get_config(argv=None):
         options = checkpoint_options(config.checkpoint)
         if isinstance(options, str):
             parser.error(options)
+        options.pop("classes")  # the data's, compared with the checkpoint's when it loads
         config = parser.parse_args(argv, argparse.Namespace(**options))
     reason = check(config)
     if reason:
         parser.error(reason)
+    config.classes = DIGITS
+    if config.dataset == "folder":
+        try:
+            config.classes = folder_classes(config.data_dir)
+        except DataError as err:
+            parser.error(str(err))
     return config
 
 
@@ -257,4 +295,6 @@ def model_name(config):
         name += f"_translated{config.image_size}"
     elif config.dataset == "cluttered":
         name += f"_cluttered{config.image_size}_d{config.num_distractors}"
+    elif config.dataset == "folder":
+        name += f"_{os.path.basename(os.path.normpath(config.data_dir))}{config.image_size}"
     return name

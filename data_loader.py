@@ -1,5 +1,6 @@
 """MNIST from the four IDX files, as 28x28 digits or on the paper's larger canvases
-(translated, cluttered), split into train / valid / test loaders."""
+(translated, cluttered), or your own images from a folder, split into train / valid /
+test loaders."""
 import glob
 import gzip
 import hashlib
@@ -10,6 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 import paddle
+from PIL import Image
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
@@ -68,16 +70,95 @@ def read_digits(data_dir, split):
     return images, labels.astype(np.int64)
 
 
+def prepare(images, dataset):
+    """What the model is given for uint8 images (N, C, H, W): pixel / 255, then, for
+    28x28 MNIST alone, standardised ((x - 0.1307) / 0.3081). Canvases and image
+    folders are not: the retina pads with zeros, which must be their background.
+    Training, testing and infer.py all prepare images here. Returns float32."""
+    images = images.astype(np.float32) / 255.0
+    return (images - MNIST_MEAN) / MNIST_STD if dataset == "mnist" else images
+
+
 def load_mnist(data_dir, split):
     """Normalised images and labels of one split ("train" or "test").
 
     Returns:
-        images: float32 array (N, 1, 28, 28), (pixel / 255 - 0.1307) / 0.3081.
+        images: float32 array (N, 1, 28, 28), prepared (standardised).
         labels: int64 array (N,).
     """
     images, labels = read_digits(data_dir, split)
-    images = (images.astype(np.float32) / 255.0 - MNIST_MEAN) / MNIST_STD
-    return images[:, None], labels
+    return prepare(images[:, None], "mnist"), labels
+
+
+IMAGE_EXTENSIONS = paddle.vision.datasets.folder.IMG_EXTENSIONS
+
+
+def read_image(path, channels, size):
+    """An image file (PNG, JPEG, ...) as uint8 (channels, size, size): converted to
+    gray (channels 1) or RGB (3), and resized bilinearly if it is not size x size."""
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB")
+            if image.size != (size, size):
+                image = image.resize((size, size), Image.BILINEAR)
+            pixels = np.asarray(image, np.uint8)
+    except (OSError, ValueError) as err:  # missing, not an image, truncated
+        raise DataError(f"{path}: not a readable image ({type(err).__name__}: {err})") from None
+    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+
+
+def resize_images(images, size):
+    """uint8 images (N, C, H, W) resized bilinearly to (N, C, size, size), each channel
+    as read_image resizes an image file (unchanged if already that size)."""
+    if images.shape[2:] == (size, size):
+        return images
+    return np.stack([[np.asarray(Image.fromarray(channel).resize((size, size), Image.BILINEAR))
+                      for channel in image] for image in images])
+
+
+def folder_classes(data_dir):
+    """The class names of an image folder: the sub-folders of data_dir/train, sorted
+    (their order is that of the model's outputs)."""
+    root = os.path.join(data_dir, "train")
+    if not os.path.isdir(root):
+        raise DataError(f"{root}: missing. --dataset folder reads <data_dir>/train/<class>/<image> "
+                        f"(see README, 'Your own images')")
+    classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    if len(classes) < 2:
+        raise DataError(f"{root} holds {len(classes)} class folder(s): a classifier needs at "
+                        f"least 2, as {root}/<class>/<image>")
+    return classes
+
+
+class Folder(NamedTuple):
+    """Your own images: data_dir/<split>/<class>/<image>, read as `channels` channels
+    and resized to image_size x image_size (see read_image)."""
+    classes: list
+    channels: int
+    image_size: int
+
+
+def load_folder(data_dir, split, folder):
+    """The images of one split ("train" or "test") of an image folder, through
+    paddle.vision.datasets.DatasetFolder: uint8 (N, C, S, S) and int64 labels (N,),
+    class i being folder.classes[i]."""
+    root = os.path.join(data_dir, split)
+    if not os.path.isdir(root):
+        raise DataError(f"{root}: missing. Testing on an image folder reads "
+                        f"{root}/<class>/<image>, with the class folders of its train/")
+    found = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    if found != list(folder.classes):
+        raise DataError(f"{root} holds the classes {found}, but the model's are "
+                        f"{list(folder.classes)}")
+    try:
+        dataset = paddle.vision.datasets.DatasetFolder(
+            root, loader=lambda path: read_image(path, folder.channels, folder.image_size),
+            extensions=IMAGE_EXTENSIONS)
+    except RuntimeError:  # DatasetFolder's "Found 0 files"
+        raise DataError(f"{root} holds no images ({', '.join(IMAGE_EXTENSIONS)})") from None
+    images = np.stack([dataset[i][0] for i in range(len(dataset))])
+    labels = np.array([target for _, target in dataset.samples], np.int64)
+    return images, labels
 
 
 SPLIT_STREAMS = {"train": 0, "test": 1, "fresh": 2}  # independent random streams per purpose
@@ -212,7 +293,7 @@ class CanvasDataset(paddle.io.Dataset):
                                         c.distractor_size, rng)[0]
 
     def __getitem__(self, index):
-        return self.images[index][None].astype(np.float32) / 255.0, self.labels[index]
+        return prepare(self.images[index][None], "canvas"), self.labels[index]
 
     def __len__(self):
         return len(self.labels)
@@ -233,20 +314,42 @@ class ArrayDataset(paddle.io.Dataset):
 
 class EpochShuffler(paddle.io.Sampler):
     """A permutation that depends only on (seed, epoch), so a resumed run draws
-    the same order for its next epoch as an uninterrupted one. Call set_epoch first."""
+    the same order for its next epoch as an uninterrupted one. Call set_epoch first.
 
-    def __init__(self, num_samples, seed):
+    In a data-parallel run of `shards` processes, process `shard` takes every
+    shards-th image of that order, from its shard-th: the permutation is first
+    lengthened with its own start to a multiple of shards, so that every process
+    makes the same number of steps of the same batch sizes."""
+
+    def __init__(self, num_samples, seed, shard=0, shards=1):
         self.num_samples, self.seed, self.epoch = num_samples, seed, 0
+        self.shard, self.shards = shard, shards
 
     def set_epoch(self, epoch):
         self.epoch = epoch
 
     def __iter__(self):
         rng = np.random.default_rng([self.seed, self.epoch])
-        return iter(rng.permutation(self.num_samples).tolist())
+        order = rng.permutation(self.num_samples)
+        order = np.concatenate([order, order[:len(self) * self.shards - self.num_samples]])
+        return iter(order[self.shard::self.shards].tolist())
 
     def __len__(self):
-        return self.num_samples
+        return -(-self.num_samples // self.shards)
+
+
+class Shard(paddle.io.Sampler):
+    """Every shards-th image from the shard-th, in order: one process's part of the
+    validation or test images in a data-parallel run (evaluate sums over them)."""
+
+    def __init__(self, num_samples, shard, shards):
+        self.indices = range(shard, num_samples, shards)
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self):
+        return len(self.indices)
 
 
 def train_valid_split(num_images, valid_size, seed):
@@ -259,18 +362,28 @@ def train_valid_split(num_images, valid_size, seed):
 
 
 def _loader(dataset, batch_size, num_workers, sampler=None):
+    """Batches of dataset, in the sampler's order; in a data-parallel run, without a
+    sampler, this process's Shard of them."""
+    shards = paddle.distributed.get_world_size()
+    if sampler is None and shards > 1:
+        sampler = Shard(len(dataset), paddle.distributed.get_rank(), shards)
     batches = paddle.io.BatchSampler(dataset=None if sampler else dataset, sampler=sampler,
                                      batch_size=batch_size, shuffle=False, drop_last=False)
     return paddle.io.DataLoader(dataset, batch_sampler=batches, num_workers=num_workers)
 
 
 def get_train_valid_loaders(data_dir, batch_size, random_seed, valid_size=0.1, shuffle=True,
-                            num_workers=0, train_subset=0, canvases=None, cache_dir=None):
+                            num_workers=0, train_subset=0, canvases=None, cache_dir=None,
+                            folder=None):
     """Loaders over the training file: the first `train_subset` images (0 = all),
     of which `valid_size` go to validation. With shuffle, the training loader's
     sampler is an EpochShuffler (set its epoch before each epoch). With canvases,
-    the digits are placed on them (see Canvases), cached in cache_dir."""
-    if canvases:
+    the digits are placed on them (see Canvases), cached in cache_dir. With folder,
+    the images of data_dir/train instead (see Folder)."""
+    if folder:
+        images, labels = load_folder(data_dir, "train", folder)
+        images = prepare(images, "folder")
+    elif canvases:
         images, labels, digits = load_canvases(data_dir, "train", canvases, cache_dir)
     else:
         images, labels = load_mnist(data_dir, "train")
@@ -287,14 +400,22 @@ def get_train_valid_loaders(data_dir, batch_size, random_seed, valid_size=0.1, s
     else:
         train = ArrayDataset(images[train_idx], labels[train_idx])
         valid = ArrayDataset(images[valid_idx], labels[valid_idx])
-    sampler = EpochShuffler(len(train), random_seed) if shuffle else None
+    sampler = None
+    if shuffle:
+        sampler = EpochShuffler(len(train), random_seed, paddle.distributed.get_rank(),
+                                paddle.distributed.get_world_size())
     return (_loader(train, batch_size, num_workers, sampler),
             _loader(valid, batch_size, num_workers))
 
 
-def get_test_loader(data_dir, batch_size, num_workers=0, canvases=None, cache_dir=None):
-    """Loader over the 10,000 test images, in file order; on canvases, if given."""
-    if canvases:
+def get_test_loader(data_dir, batch_size, num_workers=0, canvases=None, cache_dir=None,
+                    folder=None):
+    """Loader over the 10,000 test images, in file order; on canvases, if given; or
+    over an image folder's data_dir/test."""
+    if folder:
+        images, labels = load_folder(data_dir, "test", folder)
+        dataset = ArrayDataset(prepare(images, "folder"), labels)
+    elif canvases:
         dataset = CanvasDataset(*load_canvases(data_dir, "test", canvases, cache_dir)[:2])
     else:
         dataset = ArrayDataset(*load_mnist(data_dir, "test"))

@@ -27,21 +27,31 @@ warnings.filterwarnings("ignore", message="No ccache found")  # Paddle's import 
 import paddle  # noqa: E402
 
 from config import get_config  # noqa: E402
-from data_loader import Canvases, DataError, get_test_loader, get_train_valid_loaders  # noqa: E402
+from data_loader import (Canvases, DataError, Folder, get_test_loader,  # noqa: E402
+                         get_train_valid_loaders)
 from trainer import CheckpointError, RunError, Trainer  # noqa: E402
 
 
 def main(config):
-    paddle.set_device("gpu" if config.use_gpu else "cpu")
-    config.num_threads = config.num_threads or usable_cores()
+    processes = paddle.distributed.get_world_size()  # > 1 under paddle.distributed.launch
+    if config.use_gpu:  # each process of a data-parallel run on a GPU of its own
+        paddle.set_device(f"gpu:{paddle.distributed.ParallelEnv().device_id}")
+    else:
+        paddle.set_device("cpu")
+    if processes > 1:
+        paddle.distributed.init_parallel_env()
+    # The cores are shared among the processes of a data-parallel run.
+    config.num_threads = config.num_threads or max(1, usable_cores() // processes)
     if not config.use_gpu:  # the CPU's maths library; a GPU run leaves it alone
         paddle.base.core.set_num_threads(config.num_threads)
     paddle.seed(config.random_seed)
-    canvases = None
-    if config.dataset != "mnist":
+    canvases = folder = None
+    if config.dataset == "folder":
+        folder = Folder(config.classes, config.channels, config.image_size)
+    elif config.dataset != "mnist":
         canvases = Canvases(config.image_size, config.num_distractors, config.distractor_size,
                             config.dataset_seed, config.fresh_canvases)
-    data = dict(canvases=canvases, cache_dir=config.cache_dir)
+    data = dict(canvases=canvases, cache_dir=config.cache_dir, folder=folder)
     try:
         # Adam's state is saved under Paddle's generated names (linear_0.w_0_moment1_0, ...):
         # a fresh name generator makes them the same in every run, even several in one process.

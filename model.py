@@ -32,7 +32,6 @@ class RecurrentAttention(nn.Layer):
     def __init__(self, config=ModelConfig()):
         super().__init__()
         self.num_glimpses = config.num_glimpses
-        self.hidden_size = config.hidden_size
         self.sensor = GlimpseNetwork(config)
         self.rnn = CoreNetwork(config.glimpse_hidden + config.loc_hidden, config.hidden_size)
         self.locator = LocationNetwork(config.hidden_size, config.std)
@@ -40,10 +39,9 @@ class RecurrentAttention(nn.Layer):
         self.baseliner = BaselineNetwork(config.hidden_size)
 
     def forward(self, x, l_0=None, noise=None, repeats=1):
-        batch_size = x.shape[0] * repeats
-        h_t = paddle.zeros([batch_size, self.hidden_size], dtype=x.dtype)
         if l_0 is None:
-            l_0 = paddle.uniform([batch_size, 2], dtype=x.dtype, min=-1.0, max=1.0)
+            l_0 = paddle.uniform([x.shape[0] * repeats, 2], dtype=x.dtype, min=-1.0, max=1.0)
+        h_t = None  # h_0 = 0 (see CoreNetwork)
         l_t = l_0
         # The images are the same at every glimpse and in every path: the retina's work
         # on them is done once.

@@ -241,31 +241,41 @@ class Retina:
 
     def foveate_paddle(self, table, l):
         """phi as a float32 Tensor (N, k * C * g * g), from a summed-area table Tensor
-        (B, C, H + 1, W + 1) and locations l (N, 2), N a multiple of B, with Paddle ops only."""
+        (B, C, H + 1, W + 1) and locations l (N, 2), N a multiple of B, with Paddle ops only.
+        Only the batch dimension is ever left unknown (-1), so that paddle.jit can
+        trace it for a graph of any batch size (export_model.py)."""
         if l.shape[0] != table.shape[0]:  # index_sample reads row i for location i
             table = paddle.tile(table, [l.shape[0] // table.shape[0], 1, 1, 1])
-        B, C, H, W = table.shape[0], table.shape[1], table.shape[2] - 1, table.shape[3] - 1
+        C, H, W = table.shape[1], table.shape[2] - 1, table.shape[3] - 1
+        k, g = self.num_patches, self.patch_size
         rows, cols = pixel_centres(l, H, W)
-        edges = paddle.to_tensor(self.edges, place=table.place)
-        row_edges = (rows.reshape([B, 1, 1]) + edges).clip(0, H)  # (B, k, g + 1)
-        col_edges = (cols.reshape([B, 1, 1]) + edges).clip(0, W)
-        index = (row_edges.unsqueeze(3) * (W + 1) + col_edges.unsqueeze(2)).reshape([B, -1])
+        edges = paddle.to_tensor(self.edges)  # on the current device, as table is
+        # maximum and minimum, not clip: oneDNN's clip of int64 (Paddle Inference's
+        # default on the CPU) returns wrong values.
+        zero = paddle.zeros([], "int64")
+        row_edges = paddle.minimum(paddle.maximum(rows.reshape([-1, 1, 1]) + edges, zero),
+                                   paddle.full([], H, "int64"))  # (N, k, g + 1)
+        col_edges = paddle.minimum(paddle.maximum(cols.reshape([-1, 1, 1]) + edges, zero),
+                                   paddle.full([], W, "int64"))
+        index = (row_edges.unsqueeze(3) * (W + 1) + col_edges.unsqueeze(2)).reshape(
+            [-1, k * (g + 1) ** 2])
         # index_sample gathers row by row: one row of indices per (image, channel).
-        corners = paddle.index_sample(table.reshape([B * C, -1]), index.repeat_interleave(C, axis=0))
-        return self.pool(corners.reshape([B, C, -1]),
-                         paddle.to_tensor(self.pool_areas, place=table.place))
+        corners = paddle.index_sample(table.reshape([-1, (H + 1) * (W + 1)]),
+                                      index.repeat_interleave(C, axis=0))
+        return self.pool(corners.reshape([-1, C, k * (g + 1) ** 2]),
+                         paddle.to_tensor(self.pool_areas))
 
     def pool(self, corners, pool_areas):
         """(B, C, k * (g + 1)^2) table values at the pooled pixels' corners, in
         (k, g + 1, g + 1) order -> phi (B, k * C * g * g), float32. Works on
         NumPy arrays and on Tensors alike."""
-        B, C, _ = corners.shape
+        C = corners.shape[1]
         k, g = self.num_patches, self.patch_size
-        corners = corners.reshape([B, C, k, g + 1, g + 1])
+        corners = corners.reshape([-1, C, k, g + 1, g + 1])
         sums = (corners[:, :, :, 1:, 1:] - corners[:, :, :, :-1, 1:]
                 - corners[:, :, :, 1:, :-1] + corners[:, :, :, :-1, :-1])
         phi = sums.astype("float32") / pool_areas  # (B, C, k, g, g)
-        return phi.transpose([0, 2, 1, 3, 4]).reshape([B, -1])
+        return phi.transpose([0, 2, 1, 3, 4]).reshape([-1, k * C * g * g])
 
     def foveate_loop(self, images, locations):
         """phi from arrays, one location and scale at a time: the PyTorch reference's
@@ -323,7 +333,9 @@ class CoreNetwork(nn.Layer):
 
         h_t = relu(i2h(g_t) + h2h(h_{t-1}))
 
-    Input: g_t (B, input_size), h_prev (B, hidden_size). Output: h_t (B, hidden_size).
+    Input: g_t (B, input_size), h_prev (B, hidden_size) or None for h_0 = 0, whose
+    h2h is its bias alone (exactly: no batch size is needed to make zeros, so a
+    traced graph takes any). Output: h_t (B, hidden_size).
     """
 
     def __init__(self, input_size, hidden_size):
@@ -331,8 +343,9 @@ class CoreNetwork(nn.Layer):
         self.i2h = Linear(input_size, hidden_size)
         self.h2h = Linear(hidden_size, hidden_size)
 
-    def forward(self, g_t, h_prev):
-        return F.relu(self.i2h(g_t) + self.h2h(h_prev))
+    def forward(self, g_t, h_prev=None):
+        recurrent = self.h2h.bias if h_prev is None else self.h2h(h_prev)
+        return F.relu(self.i2h(g_t) + recurrent)
 
 
 class LocationNetwork(nn.Layer):

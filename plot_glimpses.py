@@ -112,14 +112,17 @@ def draw_boxes(ax, boxes, alpha=1.0):
     return patches
 
 
-def glimpse_gif(saved, retina, out, fps):
-    """One frame per glimpse step, every saved image in a grid. Returns the frame count."""
-    images = saved["images"][:, 0]
+def glimpse_gif(saved, retina, out, fps, title=None):
+    """One frame per glimpse step, every saved image in a grid. Returns the frame count.
+    saved: images (n, C, H, W), locations (n, T, 2), predicted (n,) as class names or
+    numbers, labels (n,) if known; title: above the grid (default: the epoch)."""
+    images = saved["images"].transpose(0, 2, 3, 1)  # (n, H, W, C) for imshow
+    images = images[..., 0] if images.shape[-1] == 1 else images
     # 28x28 MNIST is standardised, canvases are not; files from before the flag are MNIST.
     if "standardised" not in saved or saved["standardised"]:
         images = images * MNIST_STD + MNIST_MEAN  # back to [0, 1] for display
     n, steps = len(images), saved["locations"].shape[1]
-    H, W = images.shape[1:]
+    H, W = images.shape[1:3]
     boxes = np.stack([retina.patch_boxes(saved["locations"][:, t], H, W) for t in range(steps)],
                      axis=1)  # (n, T, k, 4)
     rows, cols = (a.reshape(n, steps) for a in pixel_centres(saved["locations"].reshape(-1, 2), H, W))
@@ -143,11 +146,15 @@ def glimpse_gif(saved, retina, out, fps):
             artists.extend(ax.plot(cols[i, t], rows[i, t], "o", color="#0a84ff", markersize=3))
             artists.extend(draw_boxes(ax, boxes[i, t]))
             last = t == steps - 1
-            right = saved["predicted"][i] == saved["labels"][i]
-            ax.set_title(f"pred {saved['predicted'][i]} / true {saved['labels'][i]}" if last
-                         else f"glimpse {t + 1} of {steps}", fontsize=9,
-                         color=("green" if right else "red") if last else "black")
-        fig.suptitle(f"epoch {saved['epoch']}", fontsize=10)
+            if "labels" in saved:
+                right = saved["predicted"][i] == saved["labels"][i]
+                answer = f"pred {saved['predicted'][i]} / true {saved['labels'][i]}"
+                colour = "green" if right else "red"
+            else:  # an image of one's own: no label
+                answer, colour = f"class {saved['predicted'][i]}", "black"
+            ax.set_title(answer if last else f"glimpse {t + 1} of {steps}", fontsize=9,
+                         color=colour if last else "black")
+        fig.suptitle(title or f"epoch {saved['epoch']}", fontsize=10)
         return artists
 
     animation = FuncAnimation(fig, frame, frames=steps, blit=False)

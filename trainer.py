@@ -7,7 +7,6 @@ import io
 import json
 import math
 import os
-import pickle
 import shutil
 import signal
 import time
@@ -19,12 +18,13 @@ import paddle.nn.functional as F
 from tqdm import tqdm
 from visualdl import LogWriter
 
-from config import DATA_OPTIONS, MODEL_OPTIONS, OPTION_DEFAULTS, model_name
+from config import (DATA_OPTIONS, MODEL_OPTIONS, OPTION_DEFAULTS, checkpoint_options, model_name,
+                    saved_config)
 from data_loader import CanvasDataset, EpochShuffler
 from model import RecurrentAttention
 from modules import ModelConfig
-from utils import (FolderLocked, append_line, atomic_save, atomic_write, atomic_write_text,
-                   lock_folder)
+from utils import (FolderLocked, ForbiddenGlobal, append_line, atomic_save, atomic_write,
+                   atomic_write_text, check_pickle, lock_folder)
 
 VDL_RECORDS = "vdlrecords.run.log"  # VisualDL reads files whose names hold 'vdlrecords'
 
@@ -91,10 +91,31 @@ def ram_loss(log_probas, log_pi, baselines, labels):
     return Loss(total, loss_action, loss_baseline, loss_reinforce, reward)
 
 
+def sum_over_processes(*numbers):
+    """numbers summed over the processes of a data-parallel run (unchanged in one)."""
+    if paddle.distributed.get_world_size() == 1:
+        return numbers
+    total = paddle.to_tensor(numbers, dtype="float64")
+    paddle.distributed.all_reduce(total)
+    return tuple(total.tolist())
+
+
+@contextlib.contextmanager
+def same_rng_everywhere():
+    """Leaves the RNG as it was in a data-parallel run. Its processes draw the same
+    numbers while training (same seed, same batch sizes), so that the checkpoint's RNG
+    state, rank 0's, is every process's; their validation shards can differ in size."""
+    state = paddle.get_rng_state() if paddle.distributed.get_world_size() > 1 else None
+    yield
+    if state is not None:
+        paddle.set_rng_state(state)
+
+
 @paddle.no_grad()
 def evaluate(model, loader, M, on_first_batch=None):
     """Loss and accuracy with M Monte-Carlo glimpse paths per image, whose class
-    log-probabilities (and log_pi and baselines, for the loss) are averaged.
+    log-probabilities (and log_pi and baselines, for the loss) are averaged; in a
+    data-parallel run, over every process's shard of the images.
 
     on_first_batch(x, y, locations, predicted), if given, sees the first batch,
     with the locations of the first of the M paths.
@@ -114,13 +135,15 @@ def evaluate(model, loader, M, on_first_batch=None):
         count += B
         if i == 0 and on_first_batch is not None:
             on_first_batch(x, y, locations[:B], log_probas.argmax(axis=1))
-    return total_loss / count, 100.0 * correct / count, int(round(correct)), count
+    total_loss, correct, count = sum_over_processes(total_loss, correct, count)
+    return total_loss / count, 100.0 * correct / count, int(round(correct)), int(count)
 
 
-def build_model(config, channels=1, num_classes=10):
-    """RecurrentAttention with main.py's options (a Namespace, as config.py makes)."""
-    names = {field.name for field in dataclasses.fields(ModelConfig)} - {"channels", "num_classes"}
-    return RecurrentAttention(ModelConfig(channels=channels, num_classes=num_classes,
+def build_model(config):
+    """RecurrentAttention with main.py's options (a Namespace, as config.py makes), one
+    output per name in config.classes."""
+    names = {field.name for field in dataclasses.fields(ModelConfig)} - {"num_classes"}
+    return RecurrentAttention(ModelConfig(num_classes=len(config.classes),
                                           **{name: getattr(config, name) for name in names}))
 
 
@@ -131,31 +154,6 @@ TRAIN_KEYS = TEST_KEYS + ("optimizer", "counter")
 # Options that decide which images train and which validate: resuming under others
 # would train on a different split than the run began with.
 SPLIT_OPTIONS = ["random_seed", "valid_size", "train_subset"]
-
-# The only things a checkpoint's pickle may build: what paddle.save writes for our
-# dicts of tensors, numbers and strings, and Paddle's RNG state. Anything else (code
-# a foreign file would run while loading) is refused before paddle.load reads it.
-CHECKPOINT_GLOBALS = {("collections", "OrderedDict"), ("builtins", "tuple"), ("numpy", "ndarray"),
-                      ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct"),
-                      ("numpy.core.multiarray", "_reconstruct"),
-                      ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
-                      ("paddle.base.libpaddle", "GeneratorState"),
-                      # paddle.save's form of a tensor that is not a parameter
-                      ("paddle.base.dygraph.math_op_patch", "_rebuild_tensor")}
-
-
-class ForbiddenGlobal(pickle.UnpicklingError):
-    """A pickle asks for something outside CHECKPOINT_GLOBALS."""
-
-
-class CheckedUnpickler(pickle.Unpickler):
-    """Unpickles only CHECKPOINT_GLOBALS."""
-
-    def find_class(self, module, name):
-        if (module, name) not in CHECKPOINT_GLOBALS:
-            raise ForbiddenGlobal(f"it would run {module}.{name}")
-        return super().find_class(module, name)
-
 
 def weights_only(state):
     """A checkpoint reduced to what testing it needs: no optimizer state, a third of the size."""
@@ -183,8 +181,7 @@ def load_checkpoint(path, config, model, keys=TEST_KEYS):
         raise CheckpointError(f"no checkpoint at {path}: train first (python main.py) "
                               f"or check --ckpt_dir, --best and the model options")
     try:
-        with open(path, "rb") as f:
-            CheckedUnpickler(f, encoding="latin1").load()
+        check_pickle(path)
         state = paddle.load(path)
     except Exception as err:  # a damaged or foreign file raises many kinds
         reason = f": {err}" if isinstance(err, ForbiddenGlobal) else ""
@@ -198,7 +195,8 @@ def load_checkpoint(path, config, model, keys=TEST_KEYS):
     absent = [name for name in MODEL_OPTIONS + DATA_OPTIONS if name not in saved]
     if absent:
         raise CheckpointError(f"{path}: its options lack {', '.join(absent)}")
-    differing = [f"--{name} {saved[name]} (checkpoint) vs {getattr(config, name)}"
+    differing = [f"{'' if name == 'classes' else '--'}{name} {saved[name]} (checkpoint) vs "
+                 f"{getattr(config, name)}"
                  for name in MODEL_OPTIONS + DATA_OPTIONS if saved[name] != getattr(config, name)]
     if differing:
         raise CheckpointError(f"{path} was trained with other model or data options: "
@@ -209,6 +207,20 @@ def load_checkpoint(path, config, model, keys=TEST_KEYS):
     if problem:
         raise CheckpointError(f"{path}: {problem}; delete it or retrain")
     return state
+
+
+def model_from_checkpoint(path, retina_method="auto"):
+    """The model a checkpoint holds, built from the options it carries and checked as
+    load_checkpoint checks, for tools given a checkpoint alone (export_model.py).
+    Returns the model, its options (a Namespace) and the checkpoint."""
+    options = checkpoint_options(path)
+    if isinstance(options, str):
+        raise CheckpointError(options)
+    config = saved_config({**options, "retina_method": retina_method})
+    model = build_model(config)
+    state = load_checkpoint(path, config, model)
+    model.set_state_dict(state["model"])
+    return model, config, state
 
 
 def weights_problem(weights, expected):
@@ -229,6 +241,17 @@ def weights_problem(weights, expected):
     return None
 
 
+class NoWriter:
+    """Where the scalars of a data-parallel run's other processes go: nowhere (rank 0
+    writes the VisualDL records)."""
+
+    def add_scalar(self, tag, value, step):
+        pass
+
+    def close(self):
+        pass
+
+
 class Trainer:
     """Trains and evaluates one RecurrentAttention model as `config` says.
 
@@ -243,6 +266,15 @@ class Trainer:
         self.config = config
         self.name = model_name(config)
         self.model = build_model(config)
+        # A data-parallel run (paddle.distributed.launch) has one process per shard of
+        # each batch; DataParallel averages their gradients in backward. Rank 0 alone
+        # writes files and shows progress.
+        self.main_process = paddle.distributed.get_rank() == 0
+        self.forward = self.model
+        if paddle.distributed.get_world_size() > 1:
+            # With one glimpse, h2h's weight is never used (h_0 = 0: see CoreNetwork).
+            self.forward = paddle.DataParallel(self.model,
+                                               find_unused_parameters=config.num_glimpses == 1)
         if config.lr_schedule == "cosine":  # one step per epoch, reaching zero after the last
             self.scheduler = paddle.optimizer.lr.CosineAnnealingDecay(config.init_lr, config.epochs)
         else:
@@ -310,14 +342,15 @@ class Trainer:
         every so many epochs and log test_err, which never chooses the best model.
         The output folders are this run's alone meanwhile (see lock_folder)."""
         config = self.config
-        self.check_writable()
         with contextlib.ExitStack() as locks:  # released however the run ends, kill -9 too
-            try:
-                folders = (config.ckpt_dir, config.logs_dir, config.plot_dir)
-                for real in dict.fromkeys(os.path.realpath(folder) for folder in folders):
-                    locks.enter_context(lock_folder(real, self.name))  # each folder once
-            except FolderLocked as err:
-                raise RunError(str(err)) from None
+            if self.main_process:
+                self.check_writable()
+                try:
+                    folders = (config.ckpt_dir, config.logs_dir, config.plot_dir)
+                    for real in dict.fromkeys(os.path.realpath(folder) for folder in folders):
+                        locks.enter_context(lock_folder(real, self.name))  # each folder once
+                except FolderLocked as err:
+                    raise RunError(str(err)) from None
             # From here on a signal stops the run after the current step (see on_signal).
             handlers = {sig: signal.signal(sig, self.on_signal)
                         for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -330,38 +363,25 @@ class Trainer:
     def run_epochs(self, train_loader, valid_loader, test_loader):
         config = self.config
         num_train, num_valid = len(train_loader.dataset), len(valid_loader.dataset)
-        remove_files(config.ckpt_dir, f"{self.name}_*.pdparams.tmp*")  # of a killed run
         log_path = os.path.join(config.logs_dir, f"{self.name}.log")
         if config.resume:
             path = self.restore(config.best)
-            print(f"[*] Resuming from {path} after epoch {self.start_epoch} "
-                  f"(best valid acc {self.best_valid_acc:.2f}%)")
-        elif os.path.exists(self.ckpt_path(best=False)):
-            print(f"[!] Starting afresh: {self.name}'s checkpoints in {config.ckpt_dir} will be "
-                  f"overwritten (use --resume=True to continue them)")
-        if not config.resume:
-            self.remove_old_glimpses()
-            remove_files(os.path.join(config.logs_dir, "vdl", self.name), VDL_RECORDS)
-        if not config.resume and os.path.exists(log_path):
-            os.remove(log_path)
-        event = f"resumed after epoch {self.start_epoch}" if config.resume else "started"
-        try:
-            append_line(log_path, f"# {event} {time.strftime('%Y-%m-%d %H:%M:%S')} paddle "
-                                  f"{paddle.__version__} on {paddle.device.get_device()} "
-                                  f"MKL_DEBUG_CPU_TYPE={os.environ.get('MKL_DEBUG_CPU_TYPE', '')} "
-                                  f"{json.dumps(vars(config))}")
-        except OSError as err:
-            raise RunError(f"could not write {log_path} ({err.strerror})") from None
-        print(f"[*] Train on {num_train} images, validate on {num_valid} (M={config.M})")
+            self.say(f"[*] Resuming from {path} after epoch {self.start_epoch} "
+                     f"(best valid acc {self.best_valid_acc:.2f}%)")
+        writer = NoWriter()
+        if self.main_process:
+            self.prepare_files(log_path)
+            with contextlib.redirect_stdout(io.StringIO()):  # VisualDL announces the append
+                # One record file per run, which a resumed run appends to: VisualDL shows
+                # only the newest file of a folder.
+                writer = LogWriter(logdir=os.path.join(config.logs_dir, "vdl", self.name),
+                                   file_name=VDL_RECORDS)
+        self.say(f"[*] Train on {num_train} images, validate on {num_valid} (M={config.M})"
+                 + (f", in {paddle.distributed.get_world_size()} processes"
+                    if paddle.distributed.get_world_size() > 1 else ""))
         if self.start_epoch >= config.epochs:
-            print(f"[!] Nothing to do: {self.start_epoch} of --epochs {config.epochs} are done; "
-                  f"raise --epochs to train on")
-
-        with contextlib.redirect_stdout(io.StringIO()):  # VisualDL announces the append
-            # One record file per run, which a resumed run appends to: VisualDL shows
-            # only the newest file of a folder.
-            writer = LogWriter(logdir=os.path.join(config.logs_dir, "vdl", self.name),
-                               file_name=VDL_RECORDS)
+            self.say(f"[!] Nothing to do: {self.start_epoch} of --epochs {config.epochs} are "
+                     f"done; raise --epochs to train on")
         try:
             for epoch in range(self.start_epoch, config.epochs):
                 if self.stop_signal:  # it came during the last validation or checkpoint
@@ -370,8 +390,10 @@ class Trainer:
                 start = time.time()
                 train_loss, train_acc = self.train_one_epoch(epoch, train_loader, num_train)
                 train_seconds = time.time() - start
-                valid_loss, valid_acc, _, _ = evaluate(self.model, valid_loader, config.M,
-                                                       self.plot_saver(epoch))
+                with same_rng_everywhere():
+                    valid_loss, valid_acc, _, _ = evaluate(
+                        self.model, valid_loader, config.M,
+                        self.plot_saver(epoch) if self.main_process else None)
                 seconds = time.time() - start
                 if self.config.lr_schedule == "cosine":
                     self.scheduler.step()
@@ -392,25 +414,54 @@ class Trainer:
                         f"samples_per_s {num_train / train_seconds:.0f}")
                 if test_loader is not None and (epoch + 1) % config.test_freq == 0:
                     line += self.test_line(test_loader, epoch, is_best, writer)
-                # The log line goes first: a run killed between the two repeats this line
-                # when resumed, rather than missing it.
-                try:
-                    append_line(log_path, line)
-                    self.save_checkpoint(epoch + 1, is_best)
-                except OSError as err:
-                    raise RunError(f"could not write after epoch {epoch + 1} ({err.strerror}: "
-                                   f"{err.filename}); every checkpoint on disk is whole, the "
-                                   f"last one of epoch {epoch} or {epoch + 1}") from None
-                tqdm.write(line + (" [*]" if is_best else ""))
+                if self.main_process:
+                    # The log line goes first: a run killed between the two repeats this
+                    # line when resumed, rather than missing it.
+                    try:
+                        append_line(log_path, line)
+                        self.save_checkpoint(epoch + 1, is_best)
+                    except OSError as err:
+                        raise RunError(f"could not write after epoch {epoch + 1} ({err.strerror}: "
+                                       f"{err.filename}); every checkpoint on disk is whole, the "
+                                       f"last one of epoch {epoch} or {epoch + 1}") from None
+                    tqdm.write(line + (" [*]" if is_best else ""))
                 for tag, value in [("train/loss", train_loss), ("train/acc", train_acc),
                                    ("valid/loss", valid_loss), ("valid/acc", valid_acc), ("lr", lr)]:
                     writer.add_scalar(tag, value, epoch + 1)
 
                 if self.counter > config.train_patience:
-                    print(f"[!] No improvement in {self.counter} epochs, stopping training.")
+                    self.say(f"[!] No improvement in {self.counter} epochs, stopping training.")
                     break
         finally:
             writer.close()
+
+    def say(self, message):
+        """Print a line, from rank 0 alone in a data-parallel run."""
+        if self.main_process:
+            print(message)
+
+    def prepare_files(self, log_path):
+        """Clear what a killed or an earlier run left, then start the log with this run's
+        options and versions."""
+        config = self.config
+        remove_files(config.ckpt_dir, f"{self.name}_*.pdparams.tmp*")  # of a killed run
+        if not config.resume:
+            if os.path.exists(self.ckpt_path(best=False)):
+                print(f"[!] Starting afresh: {self.name}'s checkpoints in {config.ckpt_dir} will "
+                      f"be overwritten (use --resume=True to continue them)")
+            self.remove_old_glimpses()
+            remove_files(os.path.join(config.logs_dir, "vdl", self.name), VDL_RECORDS)
+            if os.path.exists(log_path):
+                os.remove(log_path)
+        event = f"resumed after epoch {self.start_epoch}" if config.resume else "started"
+        try:
+            append_line(log_path, f"# {event} {time.strftime('%Y-%m-%d %H:%M:%S')} paddle "
+                                  f"{paddle.__version__} on {paddle.device.get_device()} "
+                                  f"MKL_DEBUG_CPU_TYPE={os.environ.get('MKL_DEBUG_CPU_TYPE', '')} "
+                                  f"processes {paddle.distributed.get_world_size()} "
+                                  f"{json.dumps(vars(config))}")
+        except OSError as err:
+            raise RunError(f"could not write {log_path} ({err.strerror})") from None
 
     def test_line(self, test_loader, epoch, is_best, writer):
         """Test errors for epoch's log line: test_err of this epoch's model and
@@ -494,7 +545,7 @@ class Trainer:
         seen = 0
         start = time.time()
         with tqdm(total=num_train, desc=f"Epoch {epoch + 1}/{self.config.epochs}", unit="img",
-                  leave=False) as bar:
+                  leave=False, disable=not self.main_process) as bar:
             for i, (x, y) in enumerate(loader):
                 try:
                     loss = self.train_step(x, y)
@@ -507,17 +558,19 @@ class Trainer:
                 total_loss += loss.total.detach() * len(y)
                 total_correct += loss.reward.sum()
                 seen += len(y)
-                bar.update(len(y))
+                bar.update(len(y) * paddle.distributed.get_world_size())
                 if (i + 1) % self.config.print_freq == 0:
                     bar.set_postfix(loss=f"{float(total_loss) / seen:.3f}",
                                     acc=f"{100 * float(total_correct) / seen:.1f}",
                                     samples_per_s=f"{seen / (time.time() - start):.0f}")
-        return float(total_loss) / seen, 100.0 * float(total_correct) / seen
+        total_loss, total_correct, seen = sum_over_processes(float(total_loss),
+                                                             float(total_correct), seen)
+        return total_loss / seen, 100.0 * total_correct / seen
 
     def train_step(self, x, y):
         """One Adam step on a batch. Returns its Loss; raises NonFiniteError, before
         the update, if the loss or a gradient is NaN or infinite."""
-        log_probas, log_pi, baselines, _ = self.model(x)
+        log_probas, log_pi, baselines, _ = self.forward(x)
         loss = ram_loss(log_probas, log_pi, baselines, y)
         self.optimizer.clear_grad()
         loss.total.backward()

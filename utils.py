@@ -1,6 +1,7 @@
 """Small helpers shared by the trainer and the tools. Importing this module does
 not load Paddle, so that fast_mkl_on_amd() can run before Paddle does."""
 import os
+import pickle
 
 
 def fast_mkl_on_amd(cpuinfo="/proc/cpuinfo"):
@@ -152,3 +153,36 @@ class PipeSafeStream:
 
     def __getattr__(self, name):
         return getattr(self.stream, name)
+
+
+# The only things a checkpoint's pickle may build: what paddle.save writes for our
+# dicts of tensors, numbers and strings, and Paddle's RNG state. Anything else (code
+# a foreign file would run while loading) is refused before paddle.load reads it.
+CHECKPOINT_GLOBALS = {("collections", "OrderedDict"), ("builtins", "tuple"), ("numpy", "ndarray"),
+                      ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct"),
+                      ("numpy.core.multiarray", "_reconstruct"),
+                      ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
+                      ("paddle.base.libpaddle", "GeneratorState"),
+                      # paddle.save's form of a tensor that is not a parameter
+                      ("paddle.base.dygraph.math_op_patch", "_rebuild_tensor")}
+
+
+class ForbiddenGlobal(pickle.UnpicklingError):
+    """A pickle asks for something outside CHECKPOINT_GLOBALS."""
+
+
+class CheckedUnpickler(pickle.Unpickler):
+    """Unpickles only CHECKPOINT_GLOBALS."""
+
+    def find_class(self, module, name):
+        if (module, name) not in CHECKPOINT_GLOBALS:
+            raise ForbiddenGlobal(f"it would run {module}.{name}")
+        return super().find_class(module, name)
+
+
+def check_pickle(path):
+    """Read the pickle at path with CheckedUnpickler, so that a checkpoint is known to
+    build nothing but CHECKPOINT_GLOBALS before paddle.load reads it. Raises
+    ForbiddenGlobal, or whatever a damaged file raises."""
+    with open(path, "rb") as f:
+        CheckedUnpickler(f, encoding="latin1").load()

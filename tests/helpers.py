@@ -51,3 +51,25 @@ def refusal(tool_main, *argv):
     message = str(exit_info.value.code)
     assert message.startswith("[!] ") and "\n" not in message
     return message
+
+
+def write_image_folder(root, per_class=(30, 10), seed=0):
+    """A tiny image folder of two classes, as --dataset folder reads it: RGB PNGs of
+    several sizes, root/train/<class>/ and root/test/<class>/ with per_class images
+    each; "bar" holds a horizontal bar, "dot" a square, at random places."""
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    for split, count in zip(("train", "test"), per_class):
+        for name in ("bar", "dot"):
+            os.makedirs(os.path.join(root, split, name), exist_ok=True)
+            for i in range(count):
+                side = int(rng.integers(20, 41))
+                image = np.zeros((side, side, 3), np.uint8)
+                top, left = rng.integers(0, side - 8, 2)
+                colour = rng.integers(128, 256, 3)
+                if name == "bar":
+                    image[top:top + 2, 2:side - 2] = colour
+                else:
+                    image[top:top + 6, left:left + 6] = colour
+                Image.fromarray(image).save(os.path.join(root, split, name, f"{i}.png"))
+    return str(root)

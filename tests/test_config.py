@@ -49,7 +49,7 @@ def test_booleans(argv, expected):
     (["--patch_size", "eight"], "invalid int value"),
     (["--num_threads", "-1"], "--num_threads must not be negative"),
     (["--retina_method", "fft"], "argument --retina_method: invalid choice: 'fft'"),
-    (["--image_size", "60"], "--image_size 60 needs --dataset translated or cluttered"),
+    (["--image_size", "60"], "--image_size 60 needs --dataset translated, cluttered or folder"),
     (["--dataset", "translated", "--num_distractors", "4"], "--num_distractors needs --dataset cluttered"),
     (["--dataset", "cluttered", "--image_size", "20"], "--image_size must hold a 28x28 digit"),
     (["--dataset", "cluttered", "--distractor_size", "0"], "--distractor_size must be 1 to 28"),

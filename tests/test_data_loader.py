@@ -182,3 +182,20 @@ def test_fresh_canvases_change_each_epoch_and_only_for_training(tmp_path):
     assert (seen[0] != seen[1]).any()
     np.testing.assert_array_equal(seen[0], seen[2])  # a resumed run draws the same canvases
     np.testing.assert_array_equal(fresh_valid.dataset.images, fixed_valid.dataset.images)
+
+
+@pytest.mark.parametrize("num_samples,shards", [(10, 2), (11, 2), (7, 3), (5, 1)])
+def test_epoch_shards_are_equal_and_cover_the_epoch_order(num_samples, shards):
+    whole = EpochShuffler(num_samples, seed=4)
+    whole.set_epoch(3)
+    order = list(whole)
+    parts = []
+    for shard in range(shards):
+        sampler = EpochShuffler(num_samples, seed=4, shard=shard, shards=shards)
+        sampler.set_epoch(3)
+        parts.append(list(sampler))
+        assert len(parts[-1]) == len(sampler) == -(-num_samples // shards)
+    # Interleaved back, the shards are the epoch's order, lengthened with its own start.
+    interleaved = [index for step in zip(*parts) for index in step]
+    assert interleaved[:num_samples] == order
+    assert interleaved[num_samples:] == order[:len(interleaved) - num_samples]

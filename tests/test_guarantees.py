@@ -22,7 +22,7 @@ import trainer as trainer_module
 from config import get_config
 from data_loader import Canvases, load_canvases
 from main import main
-from tests.helpers import (MNIST_DIR, ROOT, refusal, tiny_args, tiny_config, write_fake_mnist,
+from tests.helpers import (ROOT, refusal, tiny_args, tiny_config, write_fake_mnist,
                            write_idx)
 
 NAME = "ram_3_4x4_2"  # tiny_args' model

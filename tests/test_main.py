@@ -6,9 +6,10 @@ import subprocess
 import sys
 
 import numpy as np
+import paddle
 import pytest
 
-from tests.helpers import MNIST_DIR, ROOT, write_fake_mnist
+from tests.helpers import MNIST_DIR, ROOT, tiny_args, write_fake_mnist, write_image_folder
 from utils import usable_cores
 
 
@@ -84,7 +85,93 @@ def test_cluttered_task_trains_evaluates_and_draws(tmp_path):
     assert os.path.getsize(tmp_path / "plots" / name / "glimpses_epoch1.gif") > 1000
 
 
-@pytest.mark.parametrize("folder", ["ckpt", "logs", "plots", "data/cache"])
+def launch(tmp_path, folder, *args):
+    """main.py in 2 data-parallel processes on the CPU (gloo), writing into tmp_path/folder."""
+    out = tmp_path / folder
+    return subprocess.run(
+        [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
+         str(out / "launch"), os.path.join(ROOT, "main.py"), *tiny_args(out, "--train_subset", "331"),
+         *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+
+def test_two_data_parallel_processes_train_checkpoint_and_resume_exactly(tmp_path):
+    whole = launch(tmp_path, "whole", "--epochs", "2")
+    assert whole.returncode == 0, whole.stderr
+    first = launch(tmp_path, "resumed", "--epochs", "1")
+    assert first.returncode == 0, first.stderr
+    assert "in 2 processes" in first.stdout
+    then = launch(tmp_path, "resumed", "--epochs", "2", "--resume=True", "--best=False")
+    assert then.returncode == 0, then.stderr
+
+    def epochs(folder):  # the log's epoch lines less their timings
+        lines = (tmp_path / folder / "logs" / "ram_3_4x4_2.log").read_text().splitlines()
+        assert all("processes 2 " in line for line in lines if line.startswith("#"))
+        return [line.split(" seconds")[0] for line in lines if line.startswith("epoch")]
+
+    assert len(epochs("whole")) == 2 and epochs("resumed") == epochs("whole")
+    # One writer: rank 0's checkpoints, log and glimpses; the same weights either way.
+    name = "ram_3_4x4_2_ckpt.pdparams"
+    assert sorted(glob.glob("*", root_dir=tmp_path / "resumed" / "ckpt")) == [
+        "ram_3_4x4_2_ckpt.pdparams", "ram_3_4x4_2_model_best.pdparams"]
+    whole_state = paddle.load(str(tmp_path / "whole" / "ckpt" / name))
+    resumed_state = paddle.load(str(tmp_path / "resumed" / "ckpt" / name))
+    for key, value in whole_state["model"].items():
+        np.testing.assert_array_equal(value.numpy(), resumed_state["model"][key].numpy())
+
+
+def test_image_folder_trains_tests_exports_and_infers(tmp_path):
+    """--dataset folder on RGB images of two classes and several sizes: train an epoch,
+    test it, export it and classify one of its PNGs."""
+    data = write_image_folder(tmp_path / "shapes")
+    task = ["--dataset", "folder", "--data_dir", data, "--channels", "3", "--image_size", "24",
+            "--patch_size", "6", "--num_patches", "2", "--glimpse_scale", "2", "--num_glimpses", "3",
+            "--M", "2", "--batch_size", "16", "--valid_size", "0.2"]
+    train = cli(tmp_path, *task, "--epochs", "1", "--test_freq", "1")
+    assert train.returncode == 0, train.stderr
+    name = "ram_3_6x6_2_shapes24"
+    log = (tmp_path / "logs" / f"{name}.log").read_text().splitlines()
+    assert '"classes": ["bar", "dot"]' in log[0] and "test_err" in log[1]
+    with np.load(tmp_path / "plots" / name / "glimpses_epoch1.npz") as saved:
+        assert saved["images"].shape == (9, 3, 24, 24) and not saved["standardised"]
+
+    test = cli(tmp_path, *task, "--is_train=False")
+    assert test.returncode == 0, test.stderr
+    assert json.loads((tmp_path / "logs" / f"{name}_test.json").read_text())["total"] == 20
+    # Class folders other than the model's are refused in one line.
+    os.rename(os.path.join(data, "test", "dot"), os.path.join(data, "test", "spot"))
+    other = cli(tmp_path, *task, "--is_train=False")
+    assert other.returncode == 1 and other.stderr.strip().count("\n") == 0
+    assert "holds the classes ['bar', 'spot'], but the model's are ['bar', 'dot']" in other.stderr
+
+    checkpoint = str(tmp_path / "ckpt" / f"{name}_model_best.pdparams")
+    export = subprocess.run([sys.executable, os.path.join(ROOT, "export_model.py"), "--checkpoint",
+                             checkpoint, "--output", str(tmp_path / "exported")],
+                            capture_output=True, text=True, timeout=300)
+    assert export.returncode == 0, export.stderr
+    infer = subprocess.run([sys.executable, os.path.join(ROOT, "infer.py"), "--model_dir",
+                            str(tmp_path / "exported"), "--images",
+                            os.path.join(data, "train", "bar", "0.png")],
+                           capture_output=True, text=True, timeout=300)
+    assert infer.returncode == 0, infer.stderr
+    line = json.loads(infer.stdout)
+    assert line["class"] in ("bar", "dot") and len(line["probabilities"]) == 2
+
+
+def test_image_folder_mistakes_are_refused_in_one_line(tmp_path):
+    (tmp_path / "empty" / "train" / "only").mkdir(parents=True)
+    for data, reason in [(tmp_path / "none", "train: missing"),
+                         (tmp_path / "empty", "holds 1 class folder(s)")]:
+        run = cli(tmp_path, "--dataset", "folder", "--data_dir", str(data), "--epochs", "1")
+        assert run.returncode == 2 and reason in run.stderr
+        assert run.stderr.strip().count("\n") == 0
+    (tmp_path / "empty" / "train" / "other").mkdir()
+    run = cli(tmp_path, "--dataset", "folder", "--data_dir", str(tmp_path / "empty"), "--epochs", "1")
+    assert run.returncode == 1 and "holds no images" in run.stderr
+    rgb = cli(tmp_path, "--channels", "3", "--epochs", "1")
+    assert rgb.returncode == 2 and "--channels must be 1, or 3 with --dataset folder" in rgb.stderr
+
+
+@pytest.mark.parametrize("folder", ["ckpt", "logs", "plots", "data/cache", "log", "exported"])
 def test_every_folder_a_run_writes_is_ignored_by_git(folder):
     """What the README's commands write (main.py's, plot_glimpses.py's and align.py's
     default folders) never shows in `git status` of a clone."""

@@ -1,0 +1,142 @@
+"""Export a checkpoint as a Paddle Inference model whose graph is the whole test-time
+episode, so that one call returns each image's class probabilities:
+
+    python export_model.py --checkpoint results/mnist/ram_6_8x8_1/model.pdparams --output exported/ram_6
+    python infer.py --model_dir exported/ram_6 --images digits/
+
+The checkpoint carries its options, so its path suffices. --output gets
+inference.json and inference.pdiparams (paddle.jit.save, any batch size) and ram.json:
+what the images must be prepared as (data_loader.prepare), the class names, and the
+outputs. The graph holds the retina (in Paddle ops), the glimpse, core and location
+networks, the policy's sampling and the averaging of --M glimpse paths, as
+`main.py --is_train=False` computes them; --deterministic starts every episode at the
+centre and follows the policy's mean locations instead (one path: the same answer
+every call).
+"""
+import os
+import sys
+import warnings
+
+from utils import fast_mkl_on_amd
+
+fast_mkl_on_amd()  # before Paddle loads its MKL
+warnings.filterwarnings("ignore", message="No ccache found")
+import json  # noqa: E402
+
+import paddle  # noqa: E402
+import paddle.nn as nn  # noqa: E402
+import paddle.nn.functional as F  # noqa: E402
+
+from config import DATA_OPTIONS, LIMITS, MODEL_OPTIONS, RESULTS_DIR, OneLineParser, inside  # noqa: E402
+from trainer import CheckpointError, model_from_checkpoint  # noqa: E402
+from utils import atomic_write_text  # noqa: E402
+
+OUTPUTS = ["log_probas", "probabilities", "locations"]  # the graph's outputs, in order
+FORMAT = "RAM-Paddle inference model 1"
+
+
+class Episodes(nn.Layer):
+    """M glimpse paths per image from given draws, their class log-probabilities
+    averaged as main.py's test averages them.
+
+    Input: images (B, C, H, W), prepared (data_loader.prepare); l_0 (M * B, 2) and
+    noise (M * B, T, 2), the start locations and the policy's standard-normal draws,
+    row m * B + b of path m of image b (as model(x, repeats=M) takes them).
+    Output: log_probas (B, K), the mean over the paths of each class's
+    log-probability; probabilities (B, K), their softmax; locations (B, T, 2), the
+    glimpses of the first path.
+    """
+
+    def __init__(self, model, M):
+        super().__init__()
+        self.model, self.M = model, M
+
+    def forward(self, images, l_0, noise):
+        # Each path gets its own copy of the images: in a traced graph the batch size
+        # is unknown, so the retina could not tell M * B locations from B.
+        log_probas, _, _, locations = self.model(paddle.tile(images, [self.M, 1, 1, 1]), l_0, noise)
+        mean = log_probas.reshape([self.M, -1, log_probas.shape[1]]).mean(axis=0)
+        first = locations.reshape([self.M, -1, locations.shape[1], 2])[0]
+        return mean, F.softmax(mean, axis=1), first
+
+
+class Predictor(Episodes):
+    """Episodes that draws its own start locations (uniform in [-1, 1]^2) and policy
+    noise (standard normal), as evaluation does; deterministic: starts at the centre
+    and takes the policy's mean at every step. Input: images. Output: as Episodes."""
+
+    def __init__(self, model, M, deterministic=False):
+        super().__init__(model, 1 if deterministic else M)
+        self.deterministic = deterministic
+
+    def forward(self, images):
+        episodes = paddle.shape(images)[0] * self.M
+        steps = self.model.num_glimpses
+        if self.deterministic:
+            l_0, noise = paddle.zeros([episodes, 2]), paddle.zeros([episodes, steps, 2])
+        else:
+            l_0 = paddle.uniform([episodes, 2], min=-1.0, max=1.0)
+            noise = paddle.randn([episodes, steps, 2])
+        return super().forward(images, l_0, noise)
+
+
+def export(checkpoint, output, M=10, deterministic=False, draws_as_inputs=False):
+    """Write the inference model of `checkpoint` into the folder `output` (see
+    save_inference_model). Returns ram.json's dict."""
+    model, config, state = model_from_checkpoint(checkpoint, retina_method="paddle")
+    return save_inference_model(model, config, output, M, deterministic, draws_as_inputs,
+                                checkpoint=checkpoint, epoch=state["epoch"])
+
+
+def save_inference_model(model, config, output, M=10, deterministic=False, draws_as_inputs=False,
+                         **about):
+    """Trace `model` (its retina method "paddle"), made with main.py's options `config`,
+    into output/inference.json and .pdiparams, and write output/ram.json: its options,
+    M, the inputs and outputs, and `about`. With draws_as_inputs the graph is Episodes,
+    taking l_0 and noise as inputs (to check it against the dygraph model), else
+    Predictor. Returns ram.json's dict."""
+    model.eval()
+    size = config.image_size
+    spec = [paddle.static.InputSpec([None, config.channels, size, size], "float32", "images")]
+    if draws_as_inputs:
+        layer = Episodes(model, M)
+        spec += [paddle.static.InputSpec([None, 2], "float32", "l_0"),
+                 paddle.static.InputSpec([None, config.num_glimpses, 2], "float32", "noise")]
+    else:
+        layer = Predictor(model, M, deterministic)
+    os.makedirs(output, exist_ok=True)
+    paddle.jit.save(paddle.jit.to_static(layer, input_spec=spec, full_graph=True),
+                    os.path.join(output, "inference"), input_spec=spec)
+    info = {"format": FORMAT, **about, "M": layer.M, "deterministic": deterministic,
+            "inputs": [s.name for s in spec], "outputs": OUTPUTS,
+            **{name: getattr(config, name) for name in MODEL_OPTIONS + DATA_OPTIONS}}
+    atomic_write_text(json.dumps(info, indent=2) + "\n", os.path.join(output, "ram.json"))
+    return info
+
+
+def main(argv=None):
+    parser = OneLineParser(description="Export a RAM-Paddle checkpoint for Paddle Inference.")
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint of main.py or results/")
+    parser.add_argument("--output", required=True, help="folder for the inference model")
+    parser.add_argument("--M", type=int, default=10, help="glimpse paths averaged per image")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="start at the centre and follow the policy's mean locations "
+                             "(one path) instead of sampling")
+    args = parser.parse_args(argv)
+    if not 1 <= args.M <= LIMITS["M"]:
+        parser.error(f"--M must be 1 to {LIMITS['M']}, got {args.M}")
+    if inside(args.output, RESULTS_DIR):
+        parser.error(f"--output {args.output} is inside results/, which holds the published "
+                     f"results: export elsewhere")
+    paddle.set_device("cpu")  # the graph runs anywhere; tracing it needs no GPU
+    try:
+        info = export(args.checkpoint, args.output, args.M, args.deterministic)
+    except CheckpointError as err:
+        sys.exit(f"[!] {err}")
+    print(f"[*] Exported {args.checkpoint} (epoch {info['epoch']}, {info['dataset']} "
+          f"{info['image_size']}x{info['image_size']}, M={info['M']}"
+          f"{', deterministic' if args.deterministic else ''}) to {args.output}/inference.json")
+
+
+if __name__ == "__main__":
+    main()
