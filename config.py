@@ -14,8 +14,9 @@ RESULTS_DIR = os.path.join(ROOT, "results")  # published results: no run writes 
 
 # Options that change the network's shapes or what it computes: a checkpoint
 # made with other values cannot be loaded under these.
-MODEL_OPTIONS = ["patch_size", "glimpse_scale", "num_patches", "channels", "loc_hidden",
-                 "glimpse_hidden", "num_glimpses", "hidden_size", "std"]
+MODEL_OPTIONS = ["model", "fc_hidden", "random_glimpses", "patch_size", "glimpse_scale",
+                 "num_patches", "channels", "loc_hidden", "glimpse_hidden", "num_glimpses",
+                 "hidden_size", "std"]
 # The task a model was trained on: testing or resuming it on another is refused too.
 # classes is no option: the names of the classes, in the order of the model's outputs
 # (MNIST's digits, or an image folder's class folders; see get_config).
@@ -27,7 +28,7 @@ DIGITS = [str(digit) for digit in range(10)]
 LIMITS = {"patch_size": 64, "num_patches": 8, "glimpse_scale": 8, "loc_hidden": 4096,
           "glimpse_hidden": 4096, "hidden_size": 8192, "num_glimpses": 64, "M": 100,
           "batch_size": 4096, "epochs": 100_000, "num_distractors": 64, "num_workers": 64,
-          "num_threads": 1024, "channels": 4}
+          "num_threads": 1024, "channels": 4, "fc_hidden": 65536}
 MAX_PATCH = 1024  # pixels on a side of the widest patch, g * s^(k - 1)
 MAX_EVAL_BATCH = 16384  # images in one evaluation batch, M * batch_size
 MAX_CANVAS = 200  # pixels on a side: 70,000 canvases of 200x200 take 2.8 GB
@@ -35,7 +36,8 @@ MAX_SEED = 2**32 - 1  # NumPy's seeds
 
 # What checkpoints made before an option existed were made with.
 OPTION_DEFAULTS = {"dataset": "mnist", "image_size": 28, "num_distractors": 0, "distractor_size": 8,
-                   "dataset_seed": 0, "lr_schedule": "plateau", "channels": 1, "classes": DIGITS}
+                   "dataset_seed": 0, "lr_schedule": "plateau", "channels": 1, "classes": DIGITS,
+                   "model": "ram", "fc_hidden": 64, "random_glimpses": False}
 
 
 def str2bool(value):
@@ -91,6 +93,16 @@ def add(group, name, type, default, help):
     else:
         group.add_argument(name, type=type, default=default, help=help)
 
+
+models = parser.add_argument_group("model")
+models.add_argument("--model", choices=["ram", "fc", "conv"], default="ram",
+                    help="ram: the Recurrent Attention Model; the paper's baselines, which see "
+                         "the whole image: fc, two rectifier layers of --fc_hidden units; conv, "
+                         "8 filters of 10x10 at stride 5, then 256 rectifier units")
+add(models, "--fc_hidden", int, 64, "width of each of --model fc's two hidden layers")
+add(models, "--random_glimpses", str2bool, False,
+    "RAM looking at uniformly random places instead of where its policy says (the paper's "
+    "'RAM, random glimpses' baseline)")
 
 glimpse = parser.add_argument_group("glimpse network")
 add(glimpse, "--patch_size", int, 8, "side g of the smallest (sharpest) patch, in pixels")
@@ -192,8 +204,9 @@ def check(config):
         return f"--image_size must hold a 28x28 digit (28 to {MAX_CANVAS}), got {config.image_size}"
     if not 1 <= config.distractor_size <= 28:
         return f"--distractor_size must be 1 to 28, got {config.distractor_size}"
-    positive = ["patch_size", "glimpse_scale", "num_patches", "channels", "loc_hidden", "glimpse_hidden",
-                "num_glimpses", "hidden_size", "M", "batch_size", "epochs", "print_freq", "plot_freq"]
+    positive = ["fc_hidden", "patch_size", "glimpse_scale", "num_patches", "channels", "loc_hidden",
+                "glimpse_hidden", "num_glimpses", "hidden_size", "M", "batch_size", "epochs",
+                "print_freq", "plot_freq"]
     for name in positive:
         if getattr(config, name) < 1:
             return f"--{name} must be at least 1, got {getattr(config, name)}"
@@ -231,6 +244,10 @@ def check(config):
     if paddle.distributed.get_world_size() > 1 and not config.shuffle:
         return ("--shuffle=False in a data-parallel run: its processes take shards of each "
                 "epoch's shuffled order")
+    if config.model == "conv" and config.image_size < 10:
+        return f"--model conv's 10x10 filters need --image_size 10 or more, got {config.image_size}"
+    if config.random_glimpses and config.model != "ram":
+        return "--random_glimpses is RAM's (--model ram)"
     if config.use_gpu is None:
         config.use_gpu = paddle.device.is_compiled_with_cuda()
     if config.use_gpu and not paddle.device.is_compiled_with_cuda():
@@ -288,9 +305,14 @@ def get_config(argv=None):
 
 
 def model_name(config):
-    """ram_<glimpses>_<patch>x<patch>_<scale>, the reference's, then the task unless MNIST 28x28:
-    _translated<size>, or _cluttered<size>_d<distractors>."""
+    """ram_<glimpses>_<patch>x<patch>_<scale>, the reference's (_random with random glimpses;
+    fc<width> or conv for the baselines), then the task unless MNIST 28x28:
+    _translated<size>, or _cluttered<size>_d<distractors>, or _<folder><size>."""
     name = f"ram_{config.num_glimpses}_{config.patch_size}x{config.patch_size}_{config.glimpse_scale}"
+    if config.random_glimpses:
+        name += "_random"
+    if config.model != "ram":
+        name = f"fc{config.fc_hidden}" if config.model == "fc" else "conv"
     if config.dataset == "translated":
         name += f"_translated{config.image_size}"
     elif config.dataset == "cluttered":

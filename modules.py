@@ -28,6 +28,7 @@ class ModelConfig:
     std: float = 0.05  # the location policy's standard deviation
     num_classes: int = 10
     retina_method: str = "auto"  # see Retina
+    random_glimpses: bool = False  # look at random places: the paper's baseline
 
 
 class Linear(nn.Linear):

@@ -21,7 +21,7 @@ from visualdl import LogWriter
 from config import (DATA_OPTIONS, MODEL_OPTIONS, OPTION_DEFAULTS, checkpoint_options, model_name,
                     saved_config)
 from data_loader import CanvasDataset, EpochShuffler
-from model import RecurrentAttention
+from model import Convolutional, FullyConnected, RecurrentAttention
 from modules import ModelConfig
 from utils import (FolderLocked, ForbiddenGlobal, append_line, atomic_save, atomic_write,
                    atomic_write_text, check_pickle, lock_folder)
@@ -84,7 +84,8 @@ def ram_loss(log_probas, log_pi, baselines, labels):
     reward = (log_probas.argmax(axis=1) == labels).astype(log_probas.dtype)
     rewards = reward.unsqueeze(1).expand_as(baselines)
     loss_action = F.nll_loss(log_probas, labels)
-    loss_baseline = F.mse_loss(baselines, rewards)
+    # A baseline model (--model fc, conv) takes no glimpse: T = 0, nothing to regress.
+    loss_baseline = F.mse_loss(baselines, rewards) if baselines.shape[1] else 0.0 * loss_action
     # The baseline only centres the reward: no REINFORCE gradient flows into it.
     loss_reinforce = (-log_pi * (rewards - baselines.detach())).sum(axis=1).mean()
     total = loss_action + loss_baseline + 0.01 * loss_reinforce
@@ -140,10 +141,15 @@ def evaluate(model, loader, M, on_first_batch=None):
 
 
 def build_model(config):
-    """RecurrentAttention with main.py's options (a Namespace, as config.py makes), one
-    output per name in config.classes."""
+    """The model main.py's options (a Namespace, as config.py makes) name: RecurrentAttention
+    or a baseline (--model), one output per name in config.classes."""
+    num_classes = len(config.classes)
+    if config.model == "fc":
+        return FullyConnected(config.channels, config.image_size, config.fc_hidden, num_classes)
+    if config.model == "conv":
+        return Convolutional(config.channels, config.image_size, num_classes)
     names = {field.name for field in dataclasses.fields(ModelConfig)} - {"num_classes"}
-    return RecurrentAttention(ModelConfig(num_classes=len(config.classes),
+    return RecurrentAttention(ModelConfig(num_classes=num_classes,
                                           **{name: getattr(config, name) for name in names}))
 
 
@@ -605,8 +611,8 @@ class Trainer:
         """A callback that stores the images, glimpse locations, labels and predictions
         of the first validation batch (up to 9 images, the same every epoch) and the
         retina's options, every --plot_freq epochs; None on other epochs."""
-        if (epoch + 1) % self.config.plot_freq != 0:
-            return None
+        if (epoch + 1) % self.config.plot_freq != 0 or self.config.model != "ram":
+            return None  # a baseline takes no glimpses
         folder = os.path.join(self.config.plot_dir, self.name)
 
         def save(x, y, locations, predicted):

@@ -71,6 +71,8 @@ def test_booleans(argv, expected):
     (["--dataset", "cluttered", "--num_distractors", "100000"], "--num_distractors must be at most 64"),
     (["--std", "inf"], "--std must be positive and finite"),
     (["--init_lr", "inf"], "--init_lr must be positive and finite"),
+    (["--model", "fc", "--random_glimpses"], "--random_glimpses is RAM's (--model ram)"),
+    (["--model", "fc", "--fc_hidden", "0"], "--fc_hidden must be at least 1"),
 ])
 def test_bad_options_are_refused_in_one_line(argv, reason, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -1,8 +1,10 @@
 """Shapes and maths of the six modules; the retina against a per-image loop."""
+import dataclasses
 import math
 
 import numpy as np
 import paddle
+import paddle.nn.functional as F
 import pytest
 
 from model import RecurrentAttention
@@ -244,3 +246,45 @@ def test_each_width_reaches_its_layer():
     assert model.sensor.fc1.weight.shape == [64, 24] and model.sensor.fc2.weight.shape == [2, 20]
     assert model.sensor.fc3.weight.shape == [24, 44] and model.sensor.fc4.weight.shape == [20, 44]
     assert model.rnn.i2h.weight.shape == [44, 32] and model.locator.fc.weight.shape == [32, 16]
+
+
+@pytest.mark.parametrize("options,name", [(["--model", "fc", "--fc_hidden", "64"], "fc64_translated60"),
+                                          (["--model", "conv"], "conv_translated60")])
+def test_baselines_see_the_whole_image_and_take_no_glimpse(options, name):
+    from config import get_config, model_name
+    from trainer import build_model, ram_loss
+    config = get_config(["--use_gpu=False", "--dataset", "translated", *options])
+    assert model_name(config) == name
+    model = build_model(config)
+    x = paddle.rand([5, 1, 60, 60])
+    log_probas, log_pi, baselines, locations = model(x, repeats=3)
+    assert log_probas.shape == [15, 10] and log_pi.shape == [15, 0] and locations.shape == [15, 0, 2]
+    np.testing.assert_allclose(np.exp(log_probas.numpy()).sum(1), 1, rtol=1e-5)
+    np.testing.assert_array_equal(log_probas[:5].numpy(), log_probas[10:].numpy())  # paths alike
+    # Every pixel counts: changing one far from the centre changes the answer.
+    moved = x.clone()
+    moved[:, :, 2, 57] += 1
+    assert not np.allclose(model(moved)[0].numpy(), log_probas[:5].numpy())
+    labels = paddle.to_tensor([0, 1, 2, 3, 4])
+    loss = ram_loss(log_probas[:5], log_pi[:5], baselines[:5], labels)
+    assert float(loss.baseline) == 0 and float(loss.reinforce) == 0
+    assert float(loss.total) == pytest.approx(float(F.nll_loss(log_probas[:5], labels)))
+
+
+def test_random_glimpses_ignore_the_policy():
+    config = ModelConfig(patch_size=4, num_patches=2, glimpse_scale=2, num_glimpses=4,
+                         glimpse_hidden=16, loc_hidden=16, hidden_size=32)
+    paddle.seed(3)
+    policy = RecurrentAttention(config)
+    paddle.seed(3)
+    random = RecurrentAttention(dataclasses.replace(config, random_glimpses=True))
+    x = paddle.rand([6, 1, 28, 28])
+    l_0 = paddle.zeros([6, 2])
+    noise = paddle.zeros([6, 4, 2])  # the policy's mean, the same every time
+    _, log_pi, _, locations = random(x, l_0, noise)
+    _, policy_log_pi, _, policy_locations = policy(x, l_0, noise)
+    assert float(log_pi.abs().sum()) == 0 and float(policy_log_pi.abs().sum()) > 0
+    assert float(locations.abs().max()) <= 1
+    # The same weights and noise: the first glimpse alike, the next ones anywhere.
+    np.testing.assert_array_equal(locations[:, 0].numpy(), policy_locations[:, 0].numpy())
+    assert not np.allclose(locations[:, 1:].numpy(), policy_locations[:, 1:].numpy())
