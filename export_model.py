@@ -20,6 +20,7 @@ import warnings
 from utils import fast_mkl_on_amd
 
 fast_mkl_on_amd()  # before Paddle loads its MKL
+os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle's notes while tracing
 warnings.filterwarnings("ignore", message="No ccache found")
 import json  # noqa: E402
 
