@@ -72,6 +72,10 @@ def torch_mirror():
 
 def mirror_for(config):
     """The PyTorch mirror of the model `config` describes (MNIST: 1 channel, 10 classes)."""
+    if (config.model, config.core, config.random_glimpses, config.channels) != ("ram", "rnn", False, 1):
+        raise AlignError("the PyTorch reference has the paper's RAM alone: a rectifier core, "
+                         "its policy, one channel (not --model fc/conv, --core lstm, "
+                         "--random_glimpses or --channels 3)")
     return torch_mirror().RecurrentAttention(
         config.patch_size, config.num_patches, config.glimpse_scale, 1, config.glimpse_hidden,
         config.loc_hidden, config.std, config.hidden_size, 10, config.num_glimpses)
@@ -289,7 +293,7 @@ def check(batch_size=32, steps=3, seed=0, sizes=None, data_dir="data/MNIST"):
                 caught.setdefault(name, []).append(transform(out))
         return hook
 
-    hooks = [model.rnn.register_forward_post_hook(catch("h")),
+    hooks = [model.rnn.register_forward_post_hook(catch("h", "state")),
              model.locator.fc_lt.register_forward_post_hook(catch("mu", transform=paddle.tanh)),
              model.locator.register_forward_post_hook(catch("l", "log_pi")),
              model.baseliner.register_forward_post_hook(catch("b"))]

@@ -15,7 +15,7 @@ RESULTS_DIR = os.path.join(ROOT, "results")  # published results: no run writes 
 # Options that change the network's shapes or what it computes: a checkpoint
 # made with other values cannot be loaded under these.
 MODEL_OPTIONS = ["model", "fc_hidden", "random_glimpses", "patch_size", "glimpse_scale",
-                 "num_patches", "channels", "loc_hidden", "glimpse_hidden", "num_glimpses",
+                 "num_patches", "channels", "loc_hidden", "glimpse_hidden", "core", "num_glimpses",
                  "hidden_size", "std"]
 # The task a model was trained on: testing or resuming it on another is refused too.
 # classes is no option: the names of the classes, in the order of the model's outputs
@@ -28,7 +28,7 @@ DIGITS = [str(digit) for digit in range(10)]
 LIMITS = {"patch_size": 64, "num_patches": 8, "glimpse_scale": 8, "loc_hidden": 4096,
           "glimpse_hidden": 4096, "hidden_size": 8192, "num_glimpses": 64, "M": 100,
           "batch_size": 4096, "epochs": 100_000, "num_distractors": 64, "num_workers": 64,
-          "num_threads": 1024, "channels": 4, "fc_hidden": 65536}
+          "num_threads": 1024, "channels": 4, "fc_hidden": 65536, "train_paths": 100}
 MAX_PATCH = 1024  # pixels on a side of the widest patch, g * s^(k - 1)
 MAX_EVAL_BATCH = 16384  # images in one evaluation batch, M * batch_size
 MAX_CANVAS = 200  # pixels on a side: 70,000 canvases of 200x200 take 2.8 GB
@@ -37,7 +37,8 @@ MAX_SEED = 2**32 - 1  # NumPy's seeds
 # What checkpoints made before an option existed were made with.
 OPTION_DEFAULTS = {"dataset": "mnist", "image_size": 28, "num_distractors": 0, "distractor_size": 8,
                    "dataset_seed": 0, "lr_schedule": "plateau", "channels": 1, "classes": DIGITS,
-                   "model": "ram", "fc_hidden": 64, "random_glimpses": False}
+                   "model": "ram", "fc_hidden": 64, "random_glimpses": False, "core": "rnn",
+                   "train_paths": 1, "clip_grad_norm": 0.0}
 
 
 def str2bool(value):
@@ -118,6 +119,9 @@ glimpse.add_argument("--retina_method", choices=["auto", "numpy", "paddle", "loo
                           "on the CPU (fastest there), paddle on a GPU")
 
 core = parser.add_argument_group("core network")
+core.add_argument("--core", choices=["rnn", "lstm"], default="rnn",
+                  help="rnn: the paper's rectifier core, h_t = relu(i2h(g_t) + h2h(h_{t-1})); "
+                       "lstm: an LSTM cell (paddle.nn.LSTMCell), beyond the paper, as tfRAM")
 add(core, "--num_glimpses", int, 6, "glimpses per image, T")
 add(core, "--hidden_size", int, 256, "width of the recurrent state h_t")
 
@@ -160,6 +164,11 @@ training.add_argument("--lr_schedule", choices=["plateau", "cosine"], default="p
                       help="plateau: drop by --lr_factor after --lr_patience epochs without "
                            "validation gain (the reference's); cosine: anneal to zero over --epochs")
 add(training, "--lr_factor", float, 0.1, "factor of a learning-rate drop on a validation plateau")
+add(training, "--train_paths", int, 1,
+    "glimpse paths per training image and step; with more than 1, REINFORCE centres each "
+    "path's reward on the mean reward of the image's other paths (tfRAM trains on 10)")
+add(training, "--clip_grad_norm", float, 0.0,
+    "clip the gradients' global norm to this before each step (0: no clipping; tfRAM clips at 5)")
 add(training, "--lr_patience", int, 20, "epochs without validation gain before the rate drops")
 add(training, "--train_patience", int, 50, "epochs without validation gain before training stops")
 
@@ -204,7 +213,7 @@ def check(config):
         return f"--image_size must hold a 28x28 digit (28 to {MAX_CANVAS}), got {config.image_size}"
     if not 1 <= config.distractor_size <= 28:
         return f"--distractor_size must be 1 to 28, got {config.distractor_size}"
-    positive = ["fc_hidden", "patch_size", "glimpse_scale", "num_patches", "channels", "loc_hidden",
+    positive = ["train_paths", "fc_hidden", "patch_size", "glimpse_scale", "num_patches", "channels", "loc_hidden",
                 "glimpse_hidden", "num_glimpses", "hidden_size", "M", "batch_size", "epochs",
                 "print_freq", "plot_freq"]
     for name in positive:
@@ -217,6 +226,11 @@ def check(config):
         return (f"the widest patch, --patch_size x --glimpse_scale^(--num_patches - 1), must be "
                 f"at most {MAX_PATCH} pixels, got {config.patch_size} x "
                 f"{config.glimpse_scale}^{config.num_patches - 1}")
+    if config.train_paths * config.batch_size > MAX_EVAL_BATCH:
+        return (f"--train_paths x --batch_size, the episodes of one training step, must be at "
+                f"most {MAX_EVAL_BATCH}, got {config.train_paths} x {config.batch_size}")
+    if not (config.clip_grad_norm >= 0 and math.isfinite(config.clip_grad_norm)):
+        return f"--clip_grad_norm must be 0 (off) or positive, got {config.clip_grad_norm}"
     if config.M * config.batch_size > MAX_EVAL_BATCH:
         return (f"--M x --batch_size, the images of one evaluation batch, must be at most "
                 f"{MAX_EVAL_BATCH}, got {config.M} x {config.batch_size}")
@@ -311,6 +325,8 @@ def model_name(config):
     name = f"ram_{config.num_glimpses}_{config.patch_size}x{config.patch_size}_{config.glimpse_scale}"
     if config.random_glimpses:
         name += "_random"
+    if config.core == "lstm":
+        name += "_lstm"
     if config.model != "ram":
         name = f"fc{config.fc_hidden}" if config.model == "fc" else "conv"
     if config.dataset == "translated":

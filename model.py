@@ -17,7 +17,7 @@ class RecurrentAttention(nn.Layer):
 
     Built from a ModelConfig (its options by name); config.retina_method chooses how
     the Retina cuts patches (see Retina): every method computes the same glimpses.
-    With config.random_glimpses, l_1 .. l_{T-1} are uniform in [-1, 1]^2 like l_0,
+    config.core "lstm" makes the core an LSTM cell (beyond the paper). With config.random_glimpses, l_1 .. l_{T-1} are uniform in [-1, 1]^2 like l_0,
     the policy unused and log_pi zero: the paper's "RAM, random glimpses" baseline.
 
     Parameter names follow the PyTorch reference (sensor.fc1..fc4, rnn.i2h,
@@ -38,7 +38,9 @@ class RecurrentAttention(nn.Layer):
         self.num_glimpses = config.num_glimpses
         self.random_glimpses = config.random_glimpses
         self.sensor = GlimpseNetwork(config)
-        self.rnn = CoreNetwork(config.glimpse_hidden + config.loc_hidden, config.hidden_size)
+        glimpse_size = config.glimpse_hidden + config.loc_hidden
+        self.rnn = (CoreNetwork(glimpse_size, config.hidden_size) if config.core == "rnn"
+                    else nn.LSTMCell(glimpse_size, config.hidden_size))
         self.locator = LocationNetwork(config.hidden_size, config.std)
         self.classifier = ActionNetwork(config.hidden_size, config.num_classes)
         self.baseliner = BaselineNetwork(config.hidden_size)
@@ -46,7 +48,7 @@ class RecurrentAttention(nn.Layer):
     def forward(self, x, l_0=None, noise=None, repeats=1):
         if l_0 is None:
             l_0 = paddle.uniform([x.shape[0] * repeats, 2], dtype=x.dtype, min=-1.0, max=1.0)
-        h_t = None  # h_0 = 0 (see CoreNetwork)
+        state = None  # h_0 = 0 (and c_0 = 0 in an LSTM core)
         l_t = l_0
         # The images are the same at every glimpse and in every path: the retina's work
         # on them is done once.
@@ -54,7 +56,7 @@ class RecurrentAttention(nn.Layer):
         locations, log_pi, baselines = [], [], []
         for t in range(self.num_glimpses):
             locations.append(l_t)
-            h_t = self.rnn(self.sensor(x, l_t, table), h_t)
+            h_t, state = self.rnn(self.sensor(x, l_t, table), state)
             # The location chosen after the last glimpse is never looked at, but
             # its log_pi still enters the loss, as in the PyTorch reference.
             l_t, log_pi_t = self.locator(h_t, None if noise is None else noise[:, t])

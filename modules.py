@@ -24,6 +24,7 @@ class ModelConfig:
     glimpse_hidden: int = 128  # width of fc1: what the retina saw
     loc_hidden: int = 128  # width of fc2: where it looked
     hidden_size: int = 256  # width of h_t
+    core: str = "rnn"  # the paper's rectifier RNN, or "lstm"
     num_glimpses: int = 6  # T
     std: float = 0.05  # the location policy's standard deviation
     num_classes: int = 10
@@ -336,7 +337,8 @@ class CoreNetwork(nn.Layer):
 
     Input: g_t (B, input_size), h_prev (B, hidden_size) or None for h_0 = 0, whose
     h2h is its bias alone (exactly: no batch size is needed to make zeros, so a
-    traced graph takes any). Output: h_t (B, hidden_size).
+    traced graph takes any). Output: h_t (B, hidden_size), twice: the output and the
+    state, as paddle.nn.LSTMCell returns them, so that either can be the core.
     """
 
     def __init__(self, input_size, hidden_size):
@@ -346,7 +348,8 @@ class CoreNetwork(nn.Layer):
 
     def forward(self, g_t, h_prev=None):
         recurrent = self.h2h.bias if h_prev is None else self.h2h(h_prev)
-        return F.relu(self.i2h(g_t) + recurrent)
+        h_t = F.relu(self.i2h(g_t) + recurrent)
+        return h_t, h_t
 
 
 class LocationNetwork(nn.Layer):

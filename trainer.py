@@ -68,11 +68,16 @@ class Loss(NamedTuple):
     reward: paddle.Tensor     # (B,): R, 1 where the prediction is right
 
 
-def ram_loss(log_probas, log_pi, baselines, labels):
+def ram_loss(log_probas, log_pi, baselines, labels, paths=1):
     """The hybrid loss of RAM: NLL for the classifier, MSE for the baseline and
     REINFORCE for the location policy, with reward R = 1 for a right answer.
 
         loss = NLL + MSE(b, R) + 0.01 * mean_batch(sum_t -log_pi_t * (R - b_t))
+
+    With paths > 1 glimpse paths per image (--train_paths; row m * B + b is path m
+    of image b), REINFORCE centres each path's R on the mean R of the image's other
+    paths instead of b_t: an unbiased baseline of the image's own, which the learned
+    b_t (still fitted by its MSE) cannot be.
 
     Args:
         log_probas: (B, num_classes). log_pi, baselines: (B, T). labels: int64 (B,).
@@ -86,8 +91,12 @@ def ram_loss(log_probas, log_pi, baselines, labels):
     loss_action = F.nll_loss(log_probas, labels)
     # A baseline model (--model fc, conv) takes no glimpse: T = 0, nothing to regress.
     loss_baseline = F.mse_loss(baselines, rewards) if baselines.shape[1] else 0.0 * loss_action
-    # The baseline only centres the reward: no REINFORCE gradient flows into it.
-    loss_reinforce = (-log_pi * (rewards - baselines.detach())).sum(axis=1).mean()
+    centre = baselines.detach()  # the baseline only centres R: no REINFORCE gradient into it
+    if paths > 1:
+        per_image = reward.reshape([paths, -1])
+        others = (per_image.sum(axis=0, keepdim=True) - per_image) / (paths - 1)
+        centre = others.reshape([-1, 1]).expand_as(baselines)
+    loss_reinforce = (-log_pi * (rewards - centre)).sum(axis=1).mean()
     total = loss_action + loss_baseline + 0.01 * loss_reinforce
     return Loss(total, loss_action, loss_baseline, loss_reinforce, reward)
 
@@ -286,7 +295,10 @@ class Trainer:
         else:
             self.scheduler = paddle.optimizer.lr.ReduceOnPlateau(
                 config.init_lr, mode="max", factor=config.lr_factor, patience=config.lr_patience)
-        self.optimizer = paddle.optimizer.Adam(self.scheduler, parameters=self.model.parameters())
+        clip = (paddle.nn.ClipGradByGlobalNorm(config.clip_grad_norm) if config.clip_grad_norm
+                else None)
+        self.optimizer = paddle.optimizer.Adam(self.scheduler, parameters=self.model.parameters(),
+                                               grad_clip=clip)
         # Below any accuracy, so that the first epoch always writes a best checkpoint.
         self.start_epoch, self.best_valid_acc, self.counter = 0, -1.0, 0
         self.stop_signal = None  # SIGINT or SIGTERM, once one has arrived
@@ -562,7 +574,7 @@ class Trainer:
                 if self.stop_signal:
                     raise self.interrupted(epoch, i + 1, len(loader))
                 total_loss += loss.total.detach() * len(y)
-                total_correct += loss.reward.sum()
+                total_correct += loss.reward.sum() / self.config.train_paths
                 seen += len(y)
                 bar.update(len(y) * paddle.distributed.get_world_size())
                 if (i + 1) % self.config.print_freq == 0:
@@ -576,8 +588,9 @@ class Trainer:
     def train_step(self, x, y):
         """One Adam step on a batch. Returns its Loss; raises NonFiniteError, before
         the update, if the loss or a gradient is NaN or infinite."""
-        log_probas, log_pi, baselines, _ = self.forward(x)
-        loss = ram_loss(log_probas, log_pi, baselines, y)
+        paths = self.config.train_paths
+        log_probas, log_pi, baselines, _ = self.forward(x, repeats=paths)
+        loss = ram_loss(log_probas, log_pi, baselines, paddle.tile(y, [paths]), paths)
         self.optimizer.clear_grad()
         loss.total.backward()
         self.check_finite(loss.total)

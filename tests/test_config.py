@@ -73,6 +73,9 @@ def test_booleans(argv, expected):
     (["--init_lr", "inf"], "--init_lr must be positive and finite"),
     (["--model", "fc", "--random_glimpses"], "--random_glimpses is RAM's (--model ram)"),
     (["--model", "fc", "--fc_hidden", "0"], "--fc_hidden must be at least 1"),
+    (["--train_paths", "200"], "--train_paths must be at most 100"),
+    (["--train_paths", "100", "--batch_size", "256"], "--train_paths x --batch_size"),
+    (["--clip_grad_norm", "-1"], "--clip_grad_norm must be 0 (off) or positive"),
 ])
 def test_bad_options_are_refused_in_one_line(argv, reason, capsys):
     with pytest.raises(SystemExit) as exit_info:

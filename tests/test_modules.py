@@ -160,8 +160,9 @@ def test_networks_compute_their_formulas():
     core = CoreNetwork(44, 32)
     g_t, h_prev = paddle.randn([16, 44]), paddle.randn([16, 32])
     expected = relu(plain(core.i2h, g_t) + plain(core.h2h, h_prev))
-    for got, want in zip(values_and_grads(core(g_t, h_prev), core),
-                         values_and_grads(expected, core)):
+    h_t, state = core(g_t, h_prev)
+    assert state is h_t
+    for got, want in zip(values_and_grads(h_t, core), values_and_grads(expected, core)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
@@ -172,7 +173,7 @@ def test_module_shapes():
     g_t = GlimpseNetwork(ModelConfig(patch_size=4, num_patches=2, glimpse_scale=2, channels=3,
                                      glimpse_hidden=32, loc_hidden=16))(x, l)
     assert g_t.shape == [B, 48]
-    h_t = CoreNetwork(48, 64)(g_t, paddle.zeros([B, 64]))
+    h_t, _ = CoreNetwork(48, 64)(g_t, paddle.zeros([B, 64]))
     assert h_t.shape == [B, 64]
     l_t, log_pi = LocationNetwork(64, 0.1)(h_t)
     assert l_t.shape == [B, 2] and log_pi.shape == [B]

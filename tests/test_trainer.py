@@ -35,6 +35,43 @@ def test_loss_matches_hand_computation():
     np.testing.assert_array_equal(loss.reward.numpy(), [1.0, 0.0])
 
 
+def test_several_paths_centre_each_reward_on_the_images_other_paths():
+    # 3 paths of 2 images, rows m * 2 + b; image 0 right on paths 0 and 1, image 1 on path 2.
+    right = np.array([1, 0, 1, 0, 0, 1], np.float32)
+    labels = np.array([0, 1, 0, 1, 0, 1])
+    log_probas = np.log(np.where(right[:, None] == 1, np.eye(3)[labels], np.eye(3)[2]) * 0.98 + 0.01)
+    log_pi = (np.arange(12, dtype=np.float32).reshape(6, 2) ** 2) / 10
+    baselines = np.full((6, 2), 0.5, np.float32)
+    loss = ram_loss(*map(paddle.to_tensor, (log_probas.astype(np.float32), log_pi, baselines,
+                                            labels)), paths=3)
+    np.testing.assert_array_equal(loss.reward.numpy(), right)
+    # Image 0's rewards over its paths (rows 0, 2, 4) are 1, 1, 0; image 1's (1, 3, 5) 0, 0, 1.
+    others = np.array([(1 + 0) / 2, (0 + 1) / 2, (1 + 0) / 2, (0 + 1) / 2, (1 + 1) / 2, (0 + 0) / 2])
+    expected = (-log_pi * (right - others)[:, None]).sum(axis=1).mean()
+    assert float(loss.reinforce) == pytest.approx(expected, rel=1e-6)
+    # The learned baseline is still fitted, but no longer centres R.
+    assert float(loss.baseline) == pytest.approx(0.25)
+
+
+def test_paths_clipping_and_an_lstm_core_train(tmp_path):
+    config = tiny_config(tmp_path, "--train_paths", "3", "--clip_grad_norm", "0.5", "--core", "lstm",
+                         "--epochs", "1")
+    trainer = Trainer(config)
+    assert [name for name, _ in trainer.model.rnn.named_parameters()] == [
+        "weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+    x = paddle.to_tensor(load_mnist(MNIST_DIR, "test")[0][:32])
+    y = paddle.to_tensor(np.arange(32) % 10)
+    before = {name: p.numpy().copy() for name, p in trainer.model.named_parameters()}
+    loss = trainer.train_step(x, y)
+    assert loss.reward.shape == [96] and math.isfinite(float(loss.total))
+    # Adam moves every weight by about the rate at most, whatever the gradients' norm.
+    for name, p in trainer.model.named_parameters():
+        assert np.abs(p.numpy() - before[name]).max() < 2 * config.init_lr
+    main(config)
+    line = open(os.path.join(config.logs_dir, "ram_3_4x4_2_lstm.log")).read().splitlines()[1]
+    assert 0 <= float(line.split(" train_acc ")[1].split()[0]) <= 100
+
+
 def test_loss_refuses_column_labels():
     with pytest.raises(ValueError, match=r"\(B,\)"):
         ram_loss(paddle.zeros([4, 10]), paddle.zeros([4, 2]), paddle.zeros([4, 2]),
