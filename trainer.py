@@ -297,6 +297,7 @@ class Trainer:
                 config.init_lr, mode="max", factor=config.lr_factor, patience=config.lr_patience)
         clip = (paddle.nn.ClipGradByGlobalNorm(config.clip_grad_norm) if config.clip_grad_norm
                 else None)
+        # Multi-tensor Adam was no faster here (benchmarks/adam_multi_tensor.py).
         self.optimizer = paddle.optimizer.Adam(self.scheduler, parameters=self.model.parameters(),
                                                grad_clip=clip)
         # Below any accuracy, so that the first epoch always writes a best checkpoint.
