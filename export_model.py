@@ -53,9 +53,7 @@ class Episodes(nn.Layer):
         self.model, self.M = model, M
 
     def forward(self, images, l_0, noise):
-        # Each path gets its own copy of the images: in a traced graph the batch size
-        # is unknown, so the retina could not tell M * B locations from B.
-        log_probas, _, _, locations = self.model(paddle.tile(images, [self.M, 1, 1, 1]), l_0, noise)
+        log_probas, _, _, locations = self.model(images, l_0, noise, repeats=self.M)
         mean = log_probas.reshape([self.M, -1, log_probas.shape[1]]).mean(axis=0)
         first = locations.reshape([self.M, -1, locations.shape[1], 2])[0]
         return mean, F.softmax(mean, axis=1), first

@@ -246,10 +246,8 @@ class Retina:
         (B, C, H + 1, W + 1) and locations l (N, 2), N a multiple of B, with Paddle ops only.
         Only the batch dimension is ever left unknown (-1), so that paddle.jit can
         trace it for a graph of any batch size (export_model.py)."""
-        if l.shape[0] != table.shape[0]:  # index_sample reads row i for location i
-            table = paddle.tile(table, [l.shape[0] // table.shape[0], 1, 1, 1])
         C, H, W = table.shape[1], table.shape[2] - 1, table.shape[3] - 1
-        k, g = self.num_patches, self.patch_size
+        k, g, plane = self.num_patches, self.patch_size, (H + 1) * (W + 1)
         rows, cols = pixel_centres(l, H, W)
         edges = paddle.to_tensor(self.edges)  # on the current device, as table is
         # maximum and minimum, not clip: oneDNN's clip of int64 (Paddle Inference's
@@ -260,10 +258,13 @@ class Retina:
         col_edges = paddle.minimum(paddle.maximum(cols.reshape([-1, 1, 1]) + edges, zero),
                                    paddle.full([], W, "int64"))
         index = (row_edges.unsqueeze(3) * (W + 1) + col_edges.unsqueeze(2)).reshape(
-            [-1, k * (g + 1) ** 2])
-        # index_sample gathers row by row: one row of indices per (image, channel).
-        corners = paddle.index_sample(table.reshape([-1, (H + 1) * (W + 1)]),
-                                      index.repeat_interleave(C, axis=0))
+            [-1, 1, k * (g + 1) ** 2])
+        # One gather from the flattened table: channel c of image n mod B, which location
+        # n looks at, starts at (n mod B * C + c) * plane. The M paths of evaluation
+        # share the table, uncopied, as the NumPy method's take does.
+        images = paddle.arange(paddle.shape(l)[0]) % paddle.shape(table)[0]
+        starts = (images.unsqueeze(1) * C + paddle.arange(C)).unsqueeze(2) * plane  # (N, C, 1)
+        corners = paddle.gather(table.reshape([-1]), (index + starts).reshape([-1]))
         return self.pool(corners.reshape([-1, C, k * (g + 1) ** 2]),
                          paddle.to_tensor(self.pool_areas))
 

@@ -34,8 +34,10 @@ def test_each_row_holds_a_weights_only_checkpoint_its_log_and_its_result(row):
     state = paddle.load(os.path.join(ROOT, row["checkpoint"]))
     assert set(state) - {DIGEST} == set(TEST_KEYS)  # no optimizer state
     config = state["config"]
-    assert (config["num_glimpses"], config.get("image_size", 28), config.get("dataset", "mnist")) \
-        == (row["num_glimpses"], row["image_size"], row["task"])
+    assert (config.get("image_size", 28), config.get("dataset", "mnist")) == (row["image_size"],
+                                                                               row["task"])
+    if config.get("model", "ram") == "ram":  # a baseline takes no glimpses: null in the manifest
+        assert config["num_glimpses"] == row["num_glimpses"]
     with open(os.path.join(folder, "test.json")) as f:
         result = json.load(f)
     assert (result["test_error"], result["M"], result["total"]) == (row["test_error"], 10, 10000)
