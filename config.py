@@ -170,7 +170,9 @@ add(training, "--train_paths", int, 1,
 add(training, "--clip_grad_norm", float, 0.0,
     "clip the gradients' global norm to this before each step (0: no clipping; tfRAM clips at 5)")
 add(training, "--lr_patience", int, 20, "epochs without validation gain before the rate drops")
-add(training, "--train_patience", int, 50, "epochs without validation gain before training stops")
+add(training, "--train_patience", int, 50,
+    "epochs without validation gain before training stops (plateau schedule: a cosine run "
+    "always trains its --epochs)")
 
 misc = parser.add_argument_group("misc")
 add(misc, "--use_gpu", str2bool, None,

@@ -448,7 +448,8 @@ class Trainer:
                                    ("valid/loss", valid_loss), ("valid/acc", valid_acc), ("lr", lr)]:
                     writer.add_scalar(tag, value, epoch + 1)
 
-                if self.counter > config.train_patience:
+                # A cosine schedule is its length: stopping it early would cut it short.
+                if config.lr_schedule == "plateau" and self.counter > config.train_patience:
                     self.say(f"[!] No improvement in {self.counter} epochs, stopping training.")
                     break
         finally:

@@ -360,3 +360,15 @@ def test_a_weights_only_checkpoint_tests_as_its_source(tmp_path):
         with open(tmp_path / "tested" / "ram_3_4x4_2_test.json") as f:
             figures.append(json.load(f)["correct"])
     assert figures[0] == figures[1]
+
+
+@pytest.mark.parametrize("schedule,epochs", [("plateau", 2), ("cosine", 4)])
+def test_patience_stops_a_plateau_run_but_never_cuts_a_cosine_schedule(tmp_path, monkeypatch,
+                                                                       schedule, epochs):
+    import trainer
+    monkeypatch.setattr(trainer, "evaluate", lambda *args: (1.0, 50.0, 16, 32))  # never better
+    config = tiny_config(tmp_path, "--lr_schedule", schedule, "--epochs", "4", "--train_patience", "0",
+                         "--train_subset", "64", "--valid_size", "0.5")
+    main(config)
+    log = open(os.path.join(config.logs_dir, "ram_3_4x4_2.log")).read()
+    assert log.count("\nepoch ") == epochs
