@@ -13,7 +13,7 @@ for split, count in (("train", 3000), ("test", 500)):
         os.makedirs(f"../my_digits/{split}/{labels[i]}", exist_ok=True)
         Image.fromarray(images[i]).save(f"../my_digits/{split}/{labels[i]}/{i}.png")
 EOF
-mv ../my_digits /tmp/my_digits && ln -s /tmp/my_digits ../my_digits
+# ../my_digits is /tmp/my_digits: the clone lives in /tmp
 ls ../my_digits/test/7 | head -3; ls ../my_digits/test/7 | wc -l
 # A folder of PNG digits: all the 7s of the folder's test split.
 python infer.py --model_dir exported/ram_6 --images ../my_digits/test/7 > /tmp/infer_pngs.jsonl 2>/tmp/infer_pngs.err; echo "exit $?"
