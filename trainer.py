@@ -576,15 +576,16 @@ class Trainer:
                 if self.stop_signal:
                     raise self.interrupted(epoch, i + 1, len(loader))
                 total_loss += loss.total.detach() * len(y)
-                total_correct += loss.reward.sum() / self.config.train_paths
+                total_correct += loss.reward.sum()
                 seen += len(y)
                 bar.update(len(y) * paddle.distributed.get_world_size())
                 if (i + 1) % self.config.print_freq == 0:
                     bar.set_postfix(loss=f"{float(total_loss) / seen:.3f}",
-                                    acc=f"{100 * float(total_correct) / seen:.1f}",
+                                    acc=f"{100 * float(total_correct) / (seen * self.config.train_paths):.1f}",
                                     samples_per_s=f"{seen / (time.time() - start):.0f}")
-        total_loss, total_correct, seen = sum_over_processes(float(total_loss),
-                                                             float(total_correct), seen)
+        # Every path of an image is an episode: the accuracy is over all of them.
+        total_correct = float(total_correct) / self.config.train_paths
+        total_loss, total_correct, seen = sum_over_processes(float(total_loss), total_correct, seen)
         return total_loss / seen, 100.0 * total_correct / seen
 
     def train_step(self, x, y):
@@ -592,7 +593,8 @@ class Trainer:
         the update, if the loss or a gradient is NaN or infinite."""
         paths = self.config.train_paths
         log_probas, log_pi, baselines, _ = self.forward(x, repeats=paths)
-        loss = ram_loss(log_probas, log_pi, baselines, paddle.tile(y, [paths]), paths)
+        labels = y if paths == 1 else paddle.tile(y, [paths])  # row m * B + b: path m of image b
+        loss = ram_loss(log_probas, log_pi, baselines, labels, paths)
         self.optimizer.clear_grad()
         loss.total.backward()
         self.check_finite(loss.total)
