@@ -580,8 +580,9 @@ class Trainer:
                 seen += len(y)
                 bar.update(len(y) * paddle.distributed.get_world_size())
                 if (i + 1) % self.config.print_freq == 0:
+                    episodes = seen * self.config.train_paths
                     bar.set_postfix(loss=f"{float(total_loss) / seen:.3f}",
-                                    acc=f"{100 * float(total_correct) / (seen * self.config.train_paths):.1f}",
+                                    acc=f"{100 * float(total_correct) / episodes:.1f}",
                                     samples_per_s=f"{seen / (time.time() - start):.0f}")
         # Every path of an image is an episode: the accuracy is over all of them.
         total_correct = float(total_correct) / self.config.train_paths
