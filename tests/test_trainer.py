@@ -345,14 +345,22 @@ def test_damaged_checkpoint_is_refused(tmp_path):
         Trainer(tiny_config(tmp_path)).restore(best=True)
 
 
-def test_a_weights_only_checkpoint_tests_as_its_source(tmp_path):
-    """What docs/results.md publishes a row with: a third of the size, the same figure."""
+def test_a_weights_only_checkpoint_holds_float16_weights_and_tests_as_its_source(tmp_path):
+    """What docs/results.md publishes a row with: a sixth of the size, the source's weights
+    rounded to float16, loaded back as float32, and (here) the same figure."""
     run(tiny_config(tmp_path, "--epochs", "1"))
     source = tmp_path / "ckpt" / "ram_3_4x4_2_model_best.pdparams"
     published = tmp_path / "published" / "model.pdparams"
     published.parent.mkdir()
     atomic_save(weights_only(paddle.load(str(source))), str(published))
-    assert os.path.getsize(published) < 0.5 * os.path.getsize(source)
+    assert {str(value.dtype) for value in paddle.load(str(published))["model"].values()} == {"paddle.float16"}
+    assert os.path.getsize(published) < 0.4 * os.path.getsize(source)  # options and RNG state too
+    trainer = Trainer(tiny_config(tmp_path, "--is_train=False"))
+    trainer.restore(best=True, path=str(published))
+    for name, value in paddle.load(str(source))["model"].items():
+        loaded = trainer.model.state_dict()[name]
+        assert loaded.dtype == paddle.float32
+        np.testing.assert_array_equal(loaded.numpy(), value.numpy().astype(np.float16).astype(np.float32))
     figures = []
     for checkpoint in (str(source), str(published)):
         main(tiny_config(tmp_path, "--is_train=False", "--checkpoint", checkpoint,
@@ -360,6 +368,16 @@ def test_a_weights_only_checkpoint_tests_as_its_source(tmp_path):
         with open(tmp_path / "tested" / "ram_3_4x4_2_test.json") as f:
             figures.append(json.load(f)["correct"])
     assert figures[0] == figures[1]
+
+
+def test_a_published_checkpoint_with_a_changed_float16_weight_is_refused(tmp_path):
+    run(tiny_config(tmp_path, "--epochs", "1"))
+    state = weights_only(paddle.load(str(tmp_path / "ckpt" / "ram_3_4x4_2_model_best.pdparams")))
+    name = sorted(state["model"])[0]
+    state["model"][name] = state["model"][name] + 1  # still float16, digest now wrong
+    atomic_save(state, str(tmp_path / "published.pdparams"))
+    with pytest.raises(CheckpointError, match="damaged bytes"):
+        Trainer(tiny_config(tmp_path, "--is_train=False")).restore(best=True, path=str(tmp_path / "published.pdparams"))
 
 
 @pytest.mark.parametrize("schedule,epochs", [("plateau", 2), ("cosine", 4)])
