@@ -69,3 +69,16 @@ def test_compare_torch():
     default = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
                              capture_output=True, text=True, env=shell_environment())
     assert result["setup"]["torch_threads"] == int(default.stdout)
+
+
+def test_inference():
+    result = run_benchmark("--inference")
+    ways = ["dygraph", "inference, oneDNN off", "inference, oneDNN on"]
+    for task in ["28x28", "60x60"]:
+        rates = result[task]
+        assert all(rates[way] > 0 for way in ways)
+        # Each ratio, rounded to 2 decimals, is that of the medians reported beside it.
+        for way in ways[1:]:
+            assert rates["ratios_to_dygraph"][way] == pytest.approx(rates[way] / rates["dygraph"],
+                                                                   rel=0.01, abs=0.0051)
+    assert result["setup"]["M"] == 10 and result["setup"]["repeats"] == 2
