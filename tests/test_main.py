@@ -182,6 +182,24 @@ def test_every_folder_a_run_writes_is_ignored_by_git(folder):
     assert ignored.returncode == 0, f"{probe} is not ignored by git"
 
 
+def test_a_clone_stays_under_30_mb():
+    """The front door's promise: what a clone holds besides .git, published weights included,
+    takes at most 30 MB on disk, counted as `du -sh --exclude=.git` counts it: the blocks of
+    the tracked files and of their folders."""
+    if not os.path.isdir(os.path.join(ROOT, ".git")):
+        pytest.skip("not a git checkout")
+    files = [f for f in subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
+                                       text=True, check=True).stdout.split("\0") if f]
+    folders = {""}
+    for name in files:
+        while name:
+            name = os.path.dirname(name)
+            folders.add(name)
+    paths = [os.path.join(ROOT, p) for p in files + sorted(folders)]
+    megabytes = sum(os.stat(p).st_blocks * 512 for p in paths if os.path.exists(p)) / 2**20
+    assert megabytes <= 30, f"a clone takes {megabytes:.1f} MB besides .git"
+
+
 def test_nothing_published_is_ignored_by_git():
     """results/ (its logs/ too) is committed, whatever the ignored output folders are called."""
     if not os.path.isdir(os.path.join(ROOT, ".git")):
