@@ -200,6 +200,11 @@ def test_a_clone_stays_under_30_mb():
     assert megabytes <= 30, f"a clone takes {megabytes:.1f} MB besides .git"
 
 
+def test_the_readme_is_a_front_page_of_200_lines_at_most():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        assert len(f.read().splitlines()) <= 200
+
+
 def test_nothing_published_is_ignored_by_git():
     """results/ (its logs/ too) is committed, whatever the ignored output folders are called."""
     if not os.path.isdir(os.path.join(ROOT, ".git")):
