@@ -5,6 +5,8 @@ ways, and check that the two frameworks compute the same model.
         -> ckpt/ram_6_8x8_1_model_best.pdparams, which `python main.py --is_train=False` tests
     python align.py --to_torch ckpt/ram_6_8x8_1_model_best.pdparams --out ram_6_8x8_1_model_best.pth.tar
         -> the reference's checkpoint dict: epoch, model_state, optim_state, best_valid_acc
+    python align.py --to_torch results/mnist/ram_6_8x8_1/model.pdparams --out ram_6.pth.tar
+        -> the same of a published row (float16 weights, no Adam state: a fresh Adam's)
     python align.py --check
         -> logs/align/report.txt; exits with 1 if any comparison fails
 
@@ -36,7 +38,7 @@ warnings.filterwarnings("ignore", message="No ccache found")
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
-from config import OneLineParser, get_config, model_name, saved_config  # noqa: E402
+from config import RESULTS_DIR, OneLineParser, get_config, inside, model_name, saved_config  # noqa: E402
 from data_loader import DataError, load_mnist  # noqa: E402
 from trainer import build_model, ram_loss  # noqa: E402
 from utils import atomic_save, check_pickle  # noqa: E402
@@ -206,8 +208,9 @@ def load_paddle_checkpoint(path):
     except Exception as err:  # paddle.load raises many kinds on a foreign or damaged file
         raise AlignError(f"{path}: not a RAM-Paddle checkpoint, or damaged "
                          f"({type(err).__name__})") from None
-    if not isinstance(state, dict) or not {"model", "config", "optimizer"} <= set(state):
-        raise AlignError(f"{path}: not a RAM-Paddle checkpoint (no model, optimizer and config)")
+    if not isinstance(state, dict) or not {"model", "config"} <= set(state):
+        raise AlignError(f"{path}: not a RAM-Paddle checkpoint (no model and config)")
+    state.setdefault("optimizer", {})  # a published, weights-only checkpoint has none
     return state
 
 
@@ -220,7 +223,8 @@ def paddle_to_torch(state):
     mirror = mirror_for(config)
     model_state = {}
     for name in mirror.state_dict():
-        model_state[name] = torch.from_numpy(swap_layout(state["model"][name]))
+        # float32 whatever was stored: published weights are float16 (trainer.weights_only)
+        model_state[name] = torch.from_numpy(swap_layout(np.asarray(state["model"][name], np.float32)))
     mirror.load_state_dict(model_state)
     lr = float(state["optimizer"].get("LR_Scheduler", {}).get("last_lr", config.init_lr))
     optimizer = torch.optim.Adam(mirror.parameters(), lr=lr)
@@ -356,6 +360,12 @@ def check(batch_size=32, steps=3, seed=0, sizes=None, data_dir="data/MNIST"):
 # ------------------------------------------------------------------------ CLI
 
 
+def refuse_results(out):
+    if inside(out, RESULTS_DIR):
+        raise AlignError(f"{out} is inside results/, which holds the published results: "
+                         f"pass --out to write elsewhere")
+
+
 def main(argv=None):
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     action = parser.add_mutually_exclusive_group(required=True)
@@ -364,7 +374,7 @@ def main(argv=None):
     action.add_argument("--check", action="store_true", help="compare the two frameworks")
     parser.add_argument("--out", help="where to write the converted checkpoint (default: "
                                       "ckpt/<model_name>_model_best.pdparams, or the .pdparams "
-                                      "path with .pth.tar for --to_torch)")
+                                      "path with .pth.tar for --to_torch; never inside results/)")
     parser.add_argument("--report", default="logs/align/report.txt", help="--check's report")
     parser.add_argument("--data_dir", default="data/MNIST")
     parser.add_argument("--random_seed", type=int, default=None,
@@ -384,6 +394,7 @@ def main(argv=None):
             config = config_for(state["model_state"], args)
             converted = torch_to_paddle(state, config)
             out = args.out or os.path.join("ckpt", f"{model_name(config)}_model_best.pdparams")
+            refuse_results(out)
             if not args.out and os.path.exists(out):
                 raise AlignError(f"{out} exists and would be overwritten: pass --out to choose "
                                  f"where the converted checkpoint goes")
@@ -395,6 +406,7 @@ def main(argv=None):
             torch = import_torch()
             state = load_paddle_checkpoint(args.to_torch)
             out = args.out or args.to_torch.removesuffix(".pdparams") + ".pth.tar"
+            refuse_results(out)
             os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
             torch.save(paddle_to_torch(state), out)
             print(f"[*] {args.to_torch} -> {out}")

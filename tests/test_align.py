@@ -106,3 +106,23 @@ def test_refusals_are_one_line(tmp_path, capsys):
     paddle.save({"something": 1}, str(tmp_path / "foreign.pdparams"))
     assert "not a RAM-Paddle checkpoint" in refusal(align.main, "--to_torch",
                                                     str(tmp_path / "foreign.pdparams"))
+
+
+def test_a_published_row_converts_to_the_reference_format(tmp_path):
+    """A results/ checkpoint (float16 weights, no Adam state) becomes a reference checkpoint
+    whose float32 weights are the published ones and whose optimizer state a fresh Adam
+    loads; the default output, beside it in results/, is refused."""
+    published = os.path.join(ROOT, "results", "mnist", "ram_6_8x8_1", "model.pdparams")
+    assert "inside results/" in refusal(align.main, "--to_torch", published)
+    out = tmp_path / "ram_6.pth.tar"
+    align.main(["--to_torch", published, "--out", str(out)])
+    converted = torch.load(out, weights_only=True)
+    model = torch_ram.RecurrentAttention()
+    model.load_state_dict(converted["model_state"])  # strict: every name and shape
+    weights = paddle.load(published)["model"]
+    for name, value in converted["model_state"].items():
+        assert value.dtype == torch.float32
+        expected = align.swap_layout(np.asarray(weights[name]).astype(np.float32))
+        np.testing.assert_array_equal(value.numpy(), expected, err_msg=name)
+    torch.optim.Adam(model.parameters()).load_state_dict(converted["optim_state"])
+    assert converted["epoch"] == paddle.load(published)["epoch"]
