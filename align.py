@@ -38,7 +38,8 @@ warnings.filterwarnings("ignore", message="No ccache found")
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
-from config import RESULTS_DIR, OneLineParser, get_config, inside, model_name, saved_config  # noqa: E402
+from config import (RESULTS_DIR, OneLineParser, get_config, inside, model_name,  # noqa: E402
+                    saved_config)
 from data_loader import DataError, load_mnist  # noqa: E402
 from trainer import build_model, ram_loss  # noqa: E402
 from utils import atomic_save, check_pickle  # noqa: E402
@@ -224,7 +225,8 @@ def paddle_to_torch(state):
     model_state = {}
     for name in mirror.state_dict():
         # float32 whatever was stored: published weights are float16 (trainer.weights_only)
-        model_state[name] = torch.from_numpy(swap_layout(np.asarray(state["model"][name], np.float32)))
+        weight = np.asarray(state["model"][name], np.float32)
+        model_state[name] = torch.from_numpy(swap_layout(weight))
     mirror.load_state_dict(model_state)
     lr = float(state["optimizer"].get("LR_Scheduler", {}).get("last_lr", config.init_lr))
     optimizer = torch.optim.Adam(mirror.parameters(), lr=lr)

@@ -229,7 +229,8 @@ def load_checkpoint(path, config, model, keys=TEST_KEYS):
     if problem:
         raise CheckpointError(f"{path}: {problem}; delete it or retrain")
     # A published checkpoint's float16 weights (weights_only), in the model's float32.
-    state["model"] = {name: value.astype(expected[name].dtype) for name, value in state["model"].items()}
+    state["model"] = {name: value.astype(expected[name].dtype)
+                      for name, value in state["model"].items()}
     return state
 
 
@@ -257,13 +258,45 @@ def weights_problem(weights, expected):
         value = weights[name]
         if not isinstance(value, paddle.Tensor):
             return f"{name} is a {type(value).__name__}, not a tensor"
-        stored_as = (tensor.dtype, paddle.float16) if tensor.dtype == paddle.float32 else (tensor.dtype,)
+        stored_as = ((tensor.dtype, paddle.float16) if tensor.dtype == paddle.float32
+                     else (tensor.dtype,))
         if value.shape != tensor.shape or value.dtype not in stored_as:
             return (f"{name} is {value.dtype} {list(value.shape)} in the checkpoint, "
                     f"{tensor.dtype} {list(tensor.shape)} in the model")
         if not bool(paddle.isfinite(value).all()):
             return f"{name} holds NaN or infinite values"
     return None
+
+
+def check_writable(folders, ckpt_dir, num_weights):
+    """Refuse before training what would fail at the first checkpoint: a folder that
+    cannot be made or written to, or a disk without room for the checkpoints."""
+    for folder in folders:
+        probe = os.path.join(folder, f".write_test{os.getpid()}")
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(probe, "w") as f:
+                f.write("ok")
+            os.remove(probe)
+        except OSError as err:
+            raise RunError(f"cannot write to {folder} ({err.strerror}): fix it or choose "
+                           f"another with --ckpt_dir, --logs_dir or --plot_dir") from None
+    # Weights and Adam's two moments, in float32, for the last checkpoint, the best one
+    # and the temporary copy of either while it is written.
+    needed = 3 * 3 * 4 * num_weights + 2**20
+    free = shutil.disk_usage(ckpt_dir).free
+    if free < needed:
+        raise RunError(f"only {free / 2**20:.1f} MiB free for {ckpt_dir}; the "
+                       f"checkpoints need about {needed / 2**20:.1f} MiB")
+
+
+def remove_old_glimpses(folder):
+    """A fresh run's glimpse files must not mix with an older run's epochs, which
+    plot_glimpses.py would take for this run's."""
+    removed = remove_files(folder, "glimpses_epoch*.npz")  # GIFs made of them stay
+    if removed:
+        print(f"[!] Starting afresh: removed {removed} glimpse files of an earlier run "
+              f"from {folder}")
 
 
 class NoWriter:
@@ -373,7 +406,8 @@ class Trainer:
         config = self.config
         with contextlib.ExitStack() as locks:  # released however the run ends, kill -9 too
             if self.main_process:
-                self.check_writable()
+                check_writable((config.ckpt_dir, config.logs_dir, config.plot_dir), config.ckpt_dir,
+                               sum(int(p.size) for p in self.model.parameters()))
                 try:
                     folders = (config.ckpt_dir, config.logs_dir, config.plot_dir)
                     for real in dict.fromkeys(os.path.realpath(folder) for folder in folders):
@@ -479,7 +513,7 @@ class Trainer:
             if os.path.exists(self.ckpt_path(best=False)):
                 print(f"[!] Starting afresh: {self.name}'s checkpoints in {config.ckpt_dir} will "
                       f"be overwritten (use --resume=True to continue them)")
-            self.remove_old_glimpses()
+            remove_old_glimpses(os.path.join(config.plot_dir, self.name))
             remove_files(os.path.join(config.logs_dir, "vdl", self.name), VDL_RECORDS)
             if os.path.exists(log_path):
                 os.remove(log_path)
@@ -518,29 +552,6 @@ class Trainer:
         writer.add_scalar("test/selected_err", self.selected_test[1], epoch + 1)
         return (f" test_err {test_err:.2f} selected_test_err {self.selected_test[1]:.2f}"
                 f" selected_epoch {self.selected_test[0]}")
-
-    def check_writable(self):
-        """Refuse before training what would fail at the first checkpoint: a folder
-        that cannot be made or written to, or a disk without room for the checkpoints.
-        """
-        config = self.config
-        for folder in (config.ckpt_dir, config.logs_dir, config.plot_dir):
-            probe = os.path.join(folder, f".write_test{os.getpid()}")
-            try:
-                os.makedirs(folder, exist_ok=True)
-                with open(probe, "w") as f:
-                    f.write("ok")
-                os.remove(probe)
-            except OSError as err:
-                raise RunError(f"cannot write to {folder} ({err.strerror}): fix it or choose "
-                               f"another with --ckpt_dir, --logs_dir or --plot_dir") from None
-        # Weights and Adam's two moments, in float32, for the last checkpoint, the best
-        # one and the temporary copy of either while it is written.
-        needed = 3 * 3 * 4 * sum(int(p.size) for p in self.model.parameters()) + 2**20
-        free = shutil.disk_usage(config.ckpt_dir).free
-        if free < needed:
-            raise RunError(f"only {free / 2**20:.1f} MiB free for {config.ckpt_dir}; the "
-                           f"checkpoints need about {needed / 2**20:.1f} MiB")
 
     def on_signal(self, signum, frame):
         if self.stop_signal is not None:
@@ -625,15 +636,6 @@ class Trainer:
         if not math.isfinite(float(paddle.add_n([loss] + [g.sum() for g in grads]))):
             what = "the loss" if not math.isfinite(float(loss)) else "a gradient"
             raise NonFiniteError(f"{what} is not finite ({float(loss)} for the loss)")
-
-    def remove_old_glimpses(self):
-        """A fresh run's glimpse files must not mix with an older run's epochs, which
-        plot_glimpses.py would take for this run's."""
-        folder = os.path.join(self.config.plot_dir, self.name)
-        removed = remove_files(folder, "glimpses_epoch*.npz")  # GIFs made of them stay
-        if removed:
-            print(f"[!] Starting afresh: removed {removed} glimpse files of an earlier run "
-                  f"from {folder}")
 
     def plot_saver(self, epoch):
         """A callback that stores the images, glimpse locations, labels and predictions

@@ -33,7 +33,8 @@ def test_each_row_holds_a_weights_only_checkpoint_its_log_and_its_result(row):
     folder = os.path.join(ROOT, os.path.dirname(row["checkpoint"]))
     state = paddle.load(os.path.join(ROOT, row["checkpoint"]))
     assert set(state) - {DIGEST} == set(TEST_KEYS)  # no optimizer state
-    assert {str(value.dtype) for value in state["model"].values()} == {"paddle.float16"}  # weights_only
+    # weights_only's float16
+    assert {str(value.dtype) for value in state["model"].values()} == {"paddle.float16"}
     config = state["config"]
     assert (config.get("image_size", 28), config.get("dataset", "mnist")) == (row["image_size"],
                                                                                row["task"])

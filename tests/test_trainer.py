@@ -353,14 +353,16 @@ def test_a_weights_only_checkpoint_holds_float16_weights_and_tests_as_its_source
     published = tmp_path / "published" / "model.pdparams"
     published.parent.mkdir()
     atomic_save(weights_only(paddle.load(str(source))), str(published))
-    assert {str(value.dtype) for value in paddle.load(str(published))["model"].values()} == {"paddle.float16"}
+    stored = paddle.load(str(published))["model"].values()
+    assert {str(value.dtype) for value in stored} == {"paddle.float16"}
     assert os.path.getsize(published) < 0.4 * os.path.getsize(source)  # options and RNG state too
     trainer = Trainer(tiny_config(tmp_path, "--is_train=False"))
     trainer.restore(best=True, path=str(published))
     for name, value in paddle.load(str(source))["model"].items():
         loaded = trainer.model.state_dict()[name]
         assert loaded.dtype == paddle.float32
-        np.testing.assert_array_equal(loaded.numpy(), value.numpy().astype(np.float16).astype(np.float32))
+        rounded = value.numpy().astype(np.float16).astype(np.float32)
+        np.testing.assert_array_equal(loaded.numpy(), rounded)
     figures = []
     for checkpoint in (str(source), str(published)):
         main(tiny_config(tmp_path, "--is_train=False", "--checkpoint", checkpoint,
@@ -377,7 +379,8 @@ def test_a_published_checkpoint_with_a_changed_float16_weight_is_refused(tmp_pat
     state["model"][name] = state["model"][name] + 1  # still float16, digest now wrong
     atomic_save(state, str(tmp_path / "published.pdparams"))
     with pytest.raises(CheckpointError, match="damaged bytes"):
-        Trainer(tiny_config(tmp_path, "--is_train=False")).restore(best=True, path=str(tmp_path / "published.pdparams"))
+        Trainer(tiny_config(tmp_path, "--is_train=False")).restore(
+            best=True, path=str(tmp_path / "published.pdparams"))
 
 
 @pytest.mark.parametrize("schedule,epochs", [("plateau", 2), ("cosine", 4)])
