@@ -79,6 +79,7 @@ def test_inference():
         assert all(rates[way] > 0 for way in ways)
         # Each ratio, rounded to 2 decimals, is that of the medians reported beside it.
         for way in ways[1:]:
+            # 0.005 of the ratio's rounding, plus that of the integer rates beside it
             assert rates["ratios_to_dygraph"][way] == pytest.approx(rates[way] / rates["dygraph"],
-                                                                   rel=0.01, abs=0.0051)
+                                                                   rel=0.01, abs=0.007)
     assert result["setup"]["M"] == 10 and result["setup"]["repeats"] == 2
