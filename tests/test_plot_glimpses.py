@@ -94,7 +94,9 @@ def test_read_log_keeps_the_selected_test_error_where_it_was_measured(tmp_path):
     np.testing.assert_array_equal(values[1], [1.0, 0.9, 40.0, 30.0, 29.5])  # not test_err
     assert np.isnan(values[0, 4])
     plot_glimpses.curves(str(log), str(tmp_path / "curves.png"))
-    assert Image.open(tmp_path / "curves.png").size[0] > 100
+    drawn = Image.open(tmp_path / "curves.png")
+    assert drawn.format == "PNG" and drawn.size == (1350, 510)  # 9 x 3.4 inches at 150 dpi
+    assert drawn.mode == "P" and len(drawn.getcolors()) <= 64  # the palette that keeps it small
 
 
 def test_read_log_leaves_out_a_damaged_line_and_says_so(tmp_path, capsys):
