@@ -3,8 +3,10 @@ holds what the manifest promises. The suite re-tests a few rows in full; all of 
 
     python -m pytest -q tests/test_results.py --all-results
 """
+import glob
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -54,6 +56,23 @@ def test_the_manifest_holds_the_papers_tables_rows():
                   and "converted" not in r["checkpoint"]) == [2, 3, 4, 5, 6, 7]
     assert {(r["task"], r["image_size"]) for r in ROWS} >= {("translated", 60), ("cluttered", 60),
                                                              ("cluttered", 100)}
+
+
+def test_every_figure_linked_to_a_row_is_its_manifest_figure_and_every_row_is_shown():
+    """A row re-tested or replaced must not leave an old figure on the front page or in the
+    docs: each `[figure](results/<row folder>)` link shows that row's manifest figure."""
+    figures = {os.path.dirname(row["checkpoint"]): row["test_error"] for row in ROWS}
+    link = re.compile(r"\[\**([0-9]+\.[0-9]+)\**\]\((?:\.\./)?(results/[^)#]+?)/?\)")
+    pages = {}
+    for page in ["README.md"] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md"))):
+        with open(os.path.join(ROOT, page)) as f:
+            pages[os.path.basename(page)] = f.read()
+    linked = [(page, m.group(2), float(m.group(1))) for page, text in pages.items()
+              for m in link.finditer(text) if m.group(2) in figures]
+    assert len(linked) > len(figures) / 2  # the tables link most rows: the pattern still fits
+    assert [(page, folder, figure) for page, folder, figure in linked
+            if figure != figures[folder]] == []
+    assert [folder for folder in figures if not any(folder in text for text in pages.values())] == []
 
 
 def rerun(index_row, tmp_path):
