@@ -42,6 +42,9 @@ def test_each_row_holds_a_weights_only_checkpoint_its_log_and_its_result(row):
                                                                                row["task"])
     if config.get("model", "ram") == "ram":  # a baseline takes no glimpses: null in the manifest
         assert config["num_glimpses"] == row["num_glimpses"]
+    # The paper's model is "ram"; a baseline or variant is named by what the options make it.
+    model = {"ram": "ram", "conv": "conv"}.get(config.get("model", "ram"), f"fc{config.get('fc_hidden')}")
+    assert row["model"] == model + ("_random" if config.get("random_glimpses") else "")
     with open(os.path.join(folder, "test.json")) as f:
         result = json.load(f)
     assert (result["test_error"], result["M"], result["total"]) == (row["test_error"], 10, 10000)
