@@ -43,7 +43,8 @@ def test_each_row_holds_a_weights_only_checkpoint_its_log_and_its_result(row):
     if config.get("model", "ram") == "ram":  # a baseline takes no glimpses: null in the manifest
         assert config["num_glimpses"] == row["num_glimpses"]
     # The paper's model is "ram"; a baseline or variant is named by what the options make it.
-    model = {"ram": "ram", "conv": "conv"}.get(config.get("model", "ram"), f"fc{config.get('fc_hidden')}")
+    model = config.get("model", "ram")
+    model = f"fc{config['fc_hidden']}" if model == "fc" else model
     assert row["model"] == model + ("_random" if config.get("random_glimpses") else "")
     with open(os.path.join(folder, "test.json")) as f:
         result = json.load(f)
@@ -75,7 +76,8 @@ def test_every_figure_linked_to_a_row_is_its_manifest_figure_and_every_row_is_sh
     assert len(linked) > len(figures) / 2  # the tables link most rows: the pattern still fits
     assert [(page, folder, figure) for page, folder, figure in linked
             if figure != figures[folder]] == []
-    assert [folder for folder in figures if not any(folder in text for text in pages.values())] == []
+    unnamed = [folder for folder in figures if not any(folder in text for text in pages.values())]
+    assert unnamed == []
 
 
 def rerun(index_row, tmp_path):
