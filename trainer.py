@@ -110,6 +110,16 @@ def sum_over_processes(*numbers):
     return tuple(total.tolist())
 
 
+def largest_over_processes(batch):
+    """batch: (loss, nll, mse, 0.01 * reinforce) of this process's largest batch loss of
+    an epoch; the one of the largest loss over the processes of a data-parallel run."""
+    if paddle.distributed.get_world_size() == 1:
+        return batch
+    gathered = []
+    paddle.distributed.all_gather(gathered, paddle.to_tensor(batch, dtype="float64"))
+    return max(tuple(part.tolist()) for part in gathered)
+
+
 @contextlib.contextmanager
 def same_rng_everywhere():
     """Leaves the RNG as it was in a data-parallel run. Its processes draw the same
@@ -451,7 +461,8 @@ class Trainer:
                     raise self.interrupted(epoch, None, None)
                 lr = self.optimizer.get_lr()
                 start = time.time()
-                train_loss, train_acc = self.train_one_epoch(epoch, train_loader, num_train)
+                train_loss, train_acc, largest = self.train_one_epoch(epoch, train_loader,
+                                                                      num_train)
                 train_seconds = time.time() - start
                 with same_rng_everywhere():
                     valid_loss, valid_acc, _, _ = evaluate(
@@ -471,7 +482,11 @@ class Trainer:
                 self.counter = 0 if is_best else self.counter + 1
                 self.best_valid_acc = max(self.best_valid_acc, valid_acc)
 
+                # The largest batch loss and its largest term: a spike that one epoch's
+                # mean hides, and whether the classifier, the baseline or REINFORCE made it.
+                term = ("nll", "mse", "reinforce")[int(np.argmax(np.abs(largest[1:])))]
                 line = (f"epoch {epoch + 1} lr {lr:.3e} train_loss {train_loss:.4f} "
+                        f"max_batch_loss {largest[0]:.4f} max_batch_term {term} "
                         f"train_acc {train_acc:.2f} valid_loss {valid_loss:.4f} valid_acc "
                         f"{valid_acc:.2f} valid_err {100 - valid_acc:.2f} seconds {seconds:.1f} "
                         f"samples_per_s {num_train / train_seconds:.0f}")
@@ -488,8 +503,9 @@ class Trainer:
                                        f"{err.filename}); every checkpoint on disk is whole, the "
                                        f"last one of epoch {epoch} or {epoch + 1}") from None
                     tqdm.write(line + (" [*]" if is_best else ""))
-                for tag, value in [("train/loss", train_loss), ("train/acc", train_acc),
-                                   ("valid/loss", valid_loss), ("valid/acc", valid_acc), ("lr", lr)]:
+                for tag, value in [("train/loss", train_loss), ("train/max_batch_loss", largest[0]),
+                                   ("train/acc", train_acc), ("valid/loss", valid_loss),
+                                   ("valid/acc", valid_acc), ("lr", lr)]:
                     writer.add_scalar(tag, value, epoch + 1)
 
                 # A cosine schedule is its length: stopping it early would cut it short.
@@ -576,13 +592,15 @@ class Trainer:
         return RunError(f"stopped by {name} {where}; {advice}", exit_code=128 + self.stop_signal)
 
     def train_one_epoch(self, epoch, loader, num_train):
-        """One pass over the training images. Returns mean loss and accuracy (%)."""
+        """One pass over the training images. Returns mean loss, accuracy (%) and the
+        largest batch loss with its terms, (loss, nll, mse, 0.01 * reinforce)."""
         self.model.train()
         if isinstance(loader.batch_sampler.sampler, EpochShuffler):
             loader.batch_sampler.sampler.set_epoch(epoch)
         if isinstance(loader.dataset, CanvasDataset):
             loader.dataset.set_epoch(epoch)  # new canvases with --fresh_canvases
         total_loss = total_correct = 0.0
+        largest = (-math.inf, 0.0, 0.0, 0.0)
         seen = 0
         start = time.time()
         with tqdm(total=num_train, desc=f"Epoch {epoch + 1}/{self.config.epochs}", unit="img",
@@ -597,6 +615,9 @@ class Trainer:
                 if self.stop_signal:
                     raise self.interrupted(epoch, i + 1, len(loader))
                 total_loss += loss.total.detach() * len(y)
+                if float(loss.total) > largest[0]:  # already synchronised by check_finite
+                    largest = (float(loss.total), float(loss.action), float(loss.baseline),
+                               0.01 * float(loss.reinforce))
                 total_correct += loss.reward.sum()
                 seen += len(y)
                 bar.update(len(y) * paddle.distributed.get_world_size())
@@ -608,7 +629,7 @@ class Trainer:
         # Every path of an image is an episode: the accuracy is over all of them.
         total_correct = float(total_correct) / self.config.train_paths
         total_loss, total_correct, seen = sum_over_processes(float(total_loss), total_correct, seen)
-        return total_loss / seen, 100.0 * total_correct / seen
+        return total_loss / seen, 100.0 * total_correct / seen, largest_over_processes(largest)
 
     def train_step(self, x, y):
         """One Adam step on a batch. Returns its Loss; raises NonFiniteError, before

@@ -271,6 +271,26 @@ def test_cosine_schedule_anneals_over_the_epochs_and_resumes_exactly(tmp_path, m
     main(tiny_config(tmp_path / "b", "--is_train=False"))
 
 
+def test_the_log_names_the_largest_batch_loss_and_its_term(tmp_path, monkeypatch):
+    """An epoch's mean hides a one-batch spike; its line gives the spike and which term made it."""
+    import trainer as trainer_module
+    calls = []
+
+    def mse_spike_in_third_batch(*args, **kwargs):
+        loss = ram_loss(*args, **kwargs)
+        calls.append(float(loss.total))
+        if len(calls) == 3:  # a constant: the same gradients, a loss 500 higher
+            loss = loss._replace(baseline=loss.baseline + 500.0, total=loss.total + 500.0)
+        return loss
+
+    monkeypatch.setattr(trainer_module, "ram_loss", mse_spike_in_third_batch)
+    run(tiny_config(tmp_path, "--epochs", "1"))
+    [row] = epoch_rows(tmp_path / "logs" / "ram_3_4x4_2.log")
+    assert len(calls) > 3 and float(row["max_batch_loss"]) == pytest.approx(calls[2] + 500, abs=1e-3)
+    assert row["max_batch_term"] == "mse"
+    assert float(row["train_loss"]) < float(row["max_batch_loss"]) / 2
+
+
 def test_testing_during_training_logs_test_err_and_changes_nothing_else(tmp_path):
     plain = parameters(run(tiny_config(tmp_path / "a", "--epochs", "3")))
     tested = run(tiny_config(tmp_path / "b", "--epochs", "3", "--test_freq", "2"))
