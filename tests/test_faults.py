@@ -41,7 +41,10 @@ def headers(folder):
 
 def start_and_wait_for_training(folder, resume):
     """Start main.py (resuming if asked) and return once it has begun its epochs."""
-    before = headers(folder) if resume else 0
+    if not resume:
+        # A fresh run replaces the log: an earlier run's header must not count as its own.
+        (folder / "logs" / "ram_3_4x4_2.log").unlink(missing_ok=True)
+    before = headers(folder)
     extra = ["--resume=True", "--best=False"] if resume else []
     process = subprocess.Popen(command(folder, *extra), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
