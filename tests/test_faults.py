@@ -31,7 +31,7 @@ def weights(folder):
     return {name: np.asarray(value) for name, value in state["model"].items()}
 
 
-def weights_epoch(folder):
+def checkpoint_epoch(folder):
     path = folder / "ckpt" / CKPT
     return paddle.load(str(path))["epoch"] if path.exists() else None
 
@@ -107,9 +107,8 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(tmp_path, 
         time.sleep(rng.uniform(0.0, 3.5 * max(epoch_seconds, 0.1)))
         if process.poll() is None:
             process.kill()
-            # A kill before the first checkpoint leaves nothing to resume: it is a fresh start
-            # again, so only kills of resumed runs count (on a loaded machine a fresh run's
-            # start-up can outlast the whole window).
+            # A kill before the first checkpoint leaves nothing to resume: the next start is
+            # fresh again, so only kills of resumed runs count.
             kills += resume
         process.communicate(timeout=120)
         codes.append(process.returncode)
@@ -117,7 +116,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(tmp_path, 
         if kills == 10:
             break
     assert kills == 10, (f"only {kills} kills of resumed runs in 40 starts; exit codes "
-                         f"{codes[-8:]}, last epoch {weights_epoch(tmp_path)} of {EPOCHS}")
+                         f"{codes[-8:]}, last epoch {checkpoint_epoch(tmp_path)} of {EPOCHS}")
     resume_to_the_end_and_compare(tmp_path, straight)
 
 
