@@ -80,6 +80,20 @@ def test_every_figure_linked_to_a_row_is_its_manifest_figure_and_every_row_is_sh
     assert unnamed == []
 
 
+
+def test_every_results_path_the_pages_name_exists():
+    """A log moved or taken out of the tree must not leave its old path in the README or the
+    docs. Templates (`<row>`, `seed*`) are not paths; `git show <rev>:results/...` names a file
+    of git's history on purpose."""
+    path = re.compile(r"(?<![:\w/.])(?:\.\./)?(results/[\w./<>*+-]*[\w/*])")
+    missing = []
+    for page in ["README.md"] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md"))):
+        with open(os.path.join(ROOT, page)) as f:
+            named = {m.group(1) for m in path.finditer(f.read())}
+        missing += [(os.path.basename(page), p) for p in sorted(named)
+                    if not any(c in p for c in "<>*") and not os.path.exists(os.path.join(ROOT, p))]
+    assert missing == []
+
 def rerun(index_row, tmp_path):
     """The row's command as a fresh clone runs it, its JSON written under tmp_path."""
     index, row = index_row
