@@ -12,3 +12,7 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("filterwarnings", "ignore:No ccache found")
+    # Tests that train in this process, one thread each: README's command runs two test
+    # processes (-n 2) on two cores, and more threads than cores make both crawl.
+    import paddle
+    paddle.base.core.set_num_threads(1)
