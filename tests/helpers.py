@@ -32,9 +32,9 @@ def write_fake_mnist(folder, num_train=200, num_test=50, seed=0):
 def tiny_args(tmp_path, *extra):
     """main.py's options for a small, fast model writing everything under tmp_path, on one
     thread: a model this small gains nothing from two, and the suite runs two tests at once."""
-    return ["--num_threads", "1", "--num_glimpses", "3", "--patch_size", "4", "--num_patches", "2", "--glimpse_scale", "2",
-            "--glimpse_hidden", "16", "--loc_hidden", "16", "--hidden_size", "32",
-            "--batch_size", "32", "--M", "2", "--use_gpu=False", "--data_dir", MNIST_DIR,
+    return ["--num_threads", "1", "--num_glimpses", "3", "--patch_size", "4", "--num_patches", "2",
+            "--glimpse_scale", "2", "--glimpse_hidden", "16", "--loc_hidden", "16",
+            "--hidden_size", "32", "--batch_size", "32", "--M", "2", "--use_gpu=False", "--data_dir", MNIST_DIR,
             "--train_subset", "320", "--valid_size", "0.2", "--ckpt_dir", str(tmp_path / "ckpt"),
             "--logs_dir", str(tmp_path / "logs"), "--plot_dir", str(tmp_path / "plots"), *extra]
 

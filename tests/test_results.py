@@ -62,23 +62,28 @@ def test_the_manifest_holds_the_papers_tables_rows():
                                                              ("cluttered", 100)}
 
 
+def pages():
+    """The README and every page of docs/, by file name: their text."""
+    texts = {}
+    for page in ["README.md"] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md"))):
+        with open(os.path.join(ROOT, page)) as f:
+            texts[os.path.basename(page)] = f.read()
+    return texts
+
+
 def test_every_figure_linked_to_a_row_is_its_manifest_figure_and_every_row_is_shown():
     """A row re-tested or replaced must not leave an old figure on the front page or in the
     docs: each `[figure](results/<row folder>)` link shows that row's manifest figure."""
     figures = {os.path.dirname(row["checkpoint"]): row["test_error"] for row in ROWS}
     link = re.compile(r"\[\**([0-9]+\.[0-9]+)\**\]\((?:\.\./)?(results/[^)#]+?)/?\)")
-    pages = {}
-    for page in ["README.md"] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md"))):
-        with open(os.path.join(ROOT, page)) as f:
-            pages[os.path.basename(page)] = f.read()
-    linked = [(page, m.group(2), float(m.group(1))) for page, text in pages.items()
+    texts = pages()
+    linked = [(page, m.group(2), float(m.group(1))) for page, text in texts.items()
               for m in link.finditer(text) if m.group(2) in figures]
     assert len(linked) > len(figures) / 2  # the tables link most rows: the pattern still fits
     assert [(page, folder, figure) for page, folder, figure in linked
             if figure != figures[folder]] == []
-    unnamed = [folder for folder in figures if not any(folder in text for text in pages.values())]
+    unnamed = [folder for folder in figures if not any(folder in text for text in texts.values())]
     assert unnamed == []
-
 
 
 def test_every_results_path_the_pages_name_exists():
@@ -86,13 +91,12 @@ def test_every_results_path_the_pages_name_exists():
     docs. Templates (`<row>`, `seed*`) are not paths; `git show <rev>:results/...` names a file
     of git's history on purpose."""
     path = re.compile(r"(?<![:\w/.])(?:\.\./)?(results/[\w./<>*+-]*[\w/*])")
-    missing = []
-    for page in ["README.md"] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md"))):
-        with open(os.path.join(ROOT, page)) as f:
-            named = {m.group(1) for m in path.finditer(f.read())}
-        missing += [(os.path.basename(page), p) for p in sorted(named)
-                    if not any(c in p for c in "<>*") and not os.path.exists(os.path.join(ROOT, p))]
+    missing = [(page, named) for page, text in pages().items()
+               for named in sorted({m.group(1) for m in path.finditer(text)})
+               if not any(c in named for c in "<>*")
+               and not os.path.exists(os.path.join(ROOT, named))]
     assert missing == []
+
 
 def rerun(index_row, tmp_path):
     """The row's command as a fresh clone runs it, its JSON written under tmp_path."""
