@@ -17,8 +17,9 @@ class RecurrentAttention(nn.Layer):
 
     Built from a ModelConfig (its options by name); config.retina_method chooses how
     the Retina cuts patches (see Retina): every method computes the same glimpses.
-    config.core "lstm" makes the core an LSTM cell (beyond the paper). With config.random_glimpses, l_1 .. l_{T-1} are uniform in [-1, 1]^2 like l_0,
-    the policy unused and log_pi zero: the paper's "RAM, random glimpses" baseline.
+    config.core "lstm" makes the core an LSTM cell (beyond the paper). With
+    config.random_glimpses, l_1 .. l_{T-1} are uniform in [-1, 1]^2 like l_0, the
+    policy unused and log_pi zero: the paper's "RAM, random glimpses" baseline.
 
     Parameter names follow the PyTorch reference (sensor.fc1..fc4, rnn.i2h,
     rnn.h2h, locator.fc, locator.fc_lt, classifier.fc, baseliner.fc) so that
