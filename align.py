@@ -26,26 +26,24 @@ tensor: every glimpse's h_t, mu_t, l_t, b_t and log_pi_t, the log-probabilities,
 each loss term, the gradient of every parameter, every weight after 3 Adam steps
 and the accuracy. torch is needed here only (pip install torch==2.13.0).
 """
+import argparse
 import math
 import os
 import sys
-import warnings
 
-from utils import fast_mkl_on_amd
+from utils import before_paddle
 
-fast_mkl_on_amd()
-warnings.filterwarnings("ignore", message="No ccache found")
+before_paddle()
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
-from config import (RESULTS_DIR, OneLineParser, get_config, inside, model_name,  # noqa: E402
-                    saved_config)
+import checkpoint  # noqa: E402
+from config import OneLineParser, get_config, model_name, writes_into_results  # noqa: E402
 from data_loader import DataError, load_mnist  # noqa: E402
-from trainer import build_model, ram_loss  # noqa: E402
-from utils import atomic_save, check_pickle  # noqa: E402
+from model import ModelConfig, build_model, ram_loss  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BETA1, BETA2 = 0.9, 0.999  # Adam's defaults, in the reference and in trainer.py
+BETA1, BETA2 = 0.9, 0.999  # Adam's defaults, in the reference and in trainer.py's
 # Options that shapes cannot tell, and the widths that shapes do tell (name: how).
 OPTIONS = ["patch_size", "num_patches", "glimpse_scale", "num_glimpses", "std"]
 WIDTHS = {"glimpse_hidden": ("sensor.fc1.weight", 0), "loc_hidden": ("sensor.fc2.weight", 0),
@@ -149,7 +147,7 @@ def paddle_names(model):
 def torch_to_paddle(state, config):
     """Our checkpoint dict for a reference checkpoint dict."""
     with paddle.utils.unique_name.guard():
-        model = build_model(config)
+        model = build_model(ModelConfig.from_options(config))
     ours = dict(model.named_parameters())
     theirs = state["model_state"]
     if set(theirs) != set(ours):
@@ -201,16 +199,10 @@ def adam_to_paddle(optim_state, model, lr):
 
 
 def load_paddle_checkpoint(path):
-    if not os.path.isfile(path):
-        raise AlignError(f"no file at {path}")
     try:
-        check_pickle(path)  # runs no code a foreign file holds
-        state = paddle.load(path)
-    except Exception as err:  # paddle.load raises many kinds on a foreign or damaged file
-        raise AlignError(f"{path}: not a RAM-Paddle checkpoint, or damaged "
-                         f"({type(err).__name__})") from None
-    if not isinstance(state, dict) or not {"model", "config"} <= set(state):
-        raise AlignError(f"{path}: not a RAM-Paddle checkpoint (no model and config)")
+        state = checkpoint.read(path, keys=("model", "config"))
+    except checkpoint.CheckpointError as err:
+        raise AlignError(str(err)) from None
     state.setdefault("optimizer", {})  # a published, weights-only checkpoint has none
     return state
 
@@ -218,13 +210,13 @@ def load_paddle_checkpoint(path):
 def paddle_to_torch(state):
     """The reference's checkpoint dict for one of ours."""
     torch = import_torch()
-    config = saved_config(state["config"])
+    config = argparse.Namespace(**state["config"])
     with paddle.utils.unique_name.guard():
-        model = build_model(config)
+        model = build_model(ModelConfig.from_options(config))
     mirror = mirror_for(config)
     model_state = {}
     for name in mirror.state_dict():
-        # float32 whatever was stored: published weights are float16 (trainer.weights_only)
+        # float32 whatever was stored: published weights are float16 (checkpoint.weights_only)
         weight = np.asarray(state["model"][name], np.float32)
         model_state[name] = torch.from_numpy(swap_layout(weight))
     mirror.load_state_dict(model_state)
@@ -281,7 +273,7 @@ def check(batch_size=32, steps=3, seed=0, sizes=None, data_dir="data/MNIST"):
     mirror = mirror_for(config)
     reference = {"epoch": 0, "model_state": mirror.state_dict(), "best_valid_acc": 0.0}
     with paddle.utils.unique_name.guard():
-        model = build_model(config)
+        model = build_model(ModelConfig.from_options(config))
         model.set_state_dict(torch_to_paddle(reference, config)["model"])
     images, labels = load_mnist(data_dir, "test")
     x, y = images[:batch_size], labels[:batch_size]
@@ -363,9 +355,8 @@ def check(batch_size=32, steps=3, seed=0, sizes=None, data_dir="data/MNIST"):
 
 
 def refuse_results(out):
-    if inside(out, RESULTS_DIR):
-        raise AlignError(f"{out} is inside results/, which holds the published results: "
-                         f"pass --out to write elsewhere")
+    if refusal := writes_into_results("--out", out):
+        raise AlignError(refusal)
 
 
 def main(argv=None):
@@ -401,7 +392,7 @@ def main(argv=None):
                 raise AlignError(f"{out} exists and would be overwritten: pass --out to choose "
                                  f"where the converted checkpoint goes")
             os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-            atomic_save(converted, out)
+            checkpoint.save(converted, out)
             print(f"[*] {args.torch_ckpt} (epoch {converted['epoch']}, best valid acc "
                   f"{converted['best_valid_acc']:.2f}%) -> {out}")
         elif args.to_torch:

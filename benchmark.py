@@ -35,23 +35,21 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 
-from utils import fast_mkl_on_amd, keep_freed_memory, usable_cores
+from utils import before_paddle, usable_cores
 
-fast_mkl_on_amd()  # before Paddle loads its MKL, as main.py does
-keep_freed_memory()  # as main.py does
+before_paddle()  # as main.py does
 # Importing Paddle sets OMP_NUM_THREADS=1 in this process's environment; the torch
 # worker gets the environment from before, so that it runs with torch's defaults.
 ENVIRONMENT_BEFORE_PADDLE = dict(os.environ)
-warnings.filterwarnings("ignore", message="No ccache found")
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
 from config import get_config  # noqa: E402
 from data_loader import DataError, load_mnist, make_canvases, read_digits  # noqa: E402
-from modules import Retina  # noqa: E402
-from trainer import Trainer, build_model, evaluate, ram_loss  # noqa: E402
+from model import ModelConfig, build_model, evaluate, ram_loss  # noqa: E402
+from retina import Retina  # noqa: E402
+from trainer import Trainer  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # (name, image side, g, k, s): the default glimpse, and those of the translated and
@@ -235,11 +233,11 @@ def inference_speed(args, threads):
             images = (canvases[:, None] / np.float32(255)).astype("float32")
         batches = as_batches(images, np.zeros(count, np.int64), config.batch_size)
         with paddle.utils.unique_name.guard():
-            model = build_model(config)
+            model = build_model(ModelConfig.from_options(config))
         with tempfile.TemporaryDirectory() as folder:
             config.retina_method = "paddle"  # what the graph holds; the same weights
             with paddle.utils.unique_name.guard():
-                save_inference_model(build_model(config), config, folder, config.M)
+                save_inference_model(build_model(ModelConfig.from_options(config)), config, folder, config.M)
             predictors = {onednn: make_predictor(folder, threads, onednn, use_gpu=False)
                           for onednn in (False, True)}
         runs = {"dygraph": lambda: evaluate(model, batches, config.M)}

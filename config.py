@@ -1,45 +1,30 @@
 """Every option of main.py, with the PyTorch reference's names and defaults."""
 import argparse
+import dataclasses
 import math
 import os
 import sys
 
 import paddle
 
+import checkpoint
+from checkpoint import DIGITS, TASK_OPTIONS, CheckpointError
 from data_loader import DataError, folder_classes
-from utils import check_pickle
+from model import MODEL_OPTIONS, ModelConfig
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 RESULTS_DIR = os.path.join(ROOT, "results")  # published results: no run writes there
 
-# Options that change the network's shapes or what it computes: a checkpoint
-# made with other values cannot be loaded under these.
-MODEL_OPTIONS = ["model", "fc_hidden", "random_glimpses", "patch_size", "glimpse_scale",
-                 "num_patches", "channels", "loc_hidden", "glimpse_hidden", "core", "num_glimpses",
-                 "hidden_size", "std"]
-# The task a model was trained on: testing or resuming it on another is refused too.
-# classes is no option: the names of the classes, in the order of the model's outputs
-# (MNIST's digits, or an image folder's class folders; see get_config).
-DATA_OPTIONS = ["dataset", "image_size", "num_distractors", "distractor_size", "dataset_seed",
-                "classes"]
-DIGITS = [str(digit) for digit in range(10)]
 # The largest value of each option that this project's machine (2 cores, 24 GiB) can
 # run; past these a run ends in a MemoryError or an overflow rather than a result.
-LIMITS = {"patch_size": 64, "num_patches": 8, "glimpse_scale": 8, "loc_hidden": 4096,
-          "glimpse_hidden": 4096, "hidden_size": 8192, "num_glimpses": 64, "M": 100,
-          "batch_size": 4096, "epochs": 100_000, "num_distractors": 64, "num_workers": 64,
-          "num_threads": 1024, "channels": 4, "fc_hidden": 65536, "train_paths": 100}
+LIMITS = {"M": 100, "batch_size": 4096, "epochs": 100_000, "num_distractors": 64,
+          "num_workers": 64, "num_threads": 1024, "train_paths": 100,
+          **{field.name: field.metadata["most"] for field in dataclasses.fields(ModelConfig)
+             if field.metadata.get("most")}}
 MAX_PATCH = 1024  # pixels on a side of the widest patch, g * s^(k - 1)
 MAX_EVAL_BATCH = 16384  # images in one evaluation batch, M * batch_size
 MAX_CANVAS = 200  # pixels on a side: 70,000 canvases of 200x200 take 2.8 GB
 MAX_SEED = 2**32 - 1  # NumPy's seeds
-
-# What checkpoints made before an option existed were made with.
-OPTION_DEFAULTS = {"dataset": "mnist", "image_size": 28, "num_distractors": 0, "distractor_size": 8,
-                   "dataset_seed": 0, "lr_schedule": "plateau", "channels": 1, "classes": DIGITS,
-                   "model": "ram", "fc_hidden": 64, "random_glimpses": False, "core": "rnn",
-                   "train_paths": 1, "clip_grad_norm": 0.0}
-
 
 def str2bool(value):
     if isinstance(value, bool):
@@ -95,39 +80,21 @@ def add(group, name, type, default, help):
         group.add_argument(name, type=type, default=default, help=help)
 
 
-models = parser.add_argument_group("model")
-models.add_argument("--model", choices=["ram", "fc", "conv"], default="ram",
-                    help="ram: the Recurrent Attention Model; the paper's baselines, which see "
-                         "the whole image: fc, two rectifier layers of --fc_hidden units; conv, "
-                         "8 filters of 10x10 at stride 5, then 256 rectifier units")
-add(models, "--fc_hidden", int, 64, "width of each of --model fc's two hidden layers")
-add(models, "--random_glimpses", str2bool, False,
-    "RAM looking at uniformly random places instead of where its policy says (the paper's "
-    "'RAM, random glimpses' baseline)")
+# The model's options, ModelConfig's fields, each in its group of the help.
+groups = {}
+for field in dataclasses.fields(ModelConfig):
+    if "help" in field.metadata:
+        group = groups.get(field.metadata["group"]) or parser.add_argument_group(
+            field.metadata["group"])
+        groups[field.metadata["group"]] = group
+        if field.metadata["choices"]:
+            group.add_argument(f"--{field.name}", choices=field.metadata["choices"],
+                               default=field.default, help=field.metadata["help"])
+        else:
+            add(group, f"--{field.name}", str2bool if field.type is bool else field.type,
+                field.default, field.metadata["help"])
 
-glimpse = parser.add_argument_group("glimpse network")
-add(glimpse, "--patch_size", int, 8, "side g of the smallest (sharpest) patch, in pixels")
-add(glimpse, "--glimpse_scale", int, 1, "each patch is this many times wider than the previous one")
-add(glimpse, "--num_patches", int, 1, "patches per glimpse, k")
-add(glimpse, "--loc_hidden", int, 128, "width of the location layer (fc2)")
-add(glimpse, "--glimpse_hidden", int, 128, "width of the patch layer (fc1)")
-add(glimpse, "--channels", int, 1,
-    "channels of the images: 1 (gray) or 3 (RGB, --dataset folder only; its images are "
-    "converted to this)")
-glimpse.add_argument("--retina_method", choices=["auto", "numpy", "paddle", "loop"], default="auto",
-                     help="how the retina cuts patches, all giving the same glimpses; auto: numpy "
-                          "on the CPU (fastest there), paddle on a GPU")
-
-core = parser.add_argument_group("core network")
-core.add_argument("--core", choices=["rnn", "lstm"], default="rnn",
-                  help="rnn: the paper's rectifier core, h_t = relu(i2h(g_t) + h2h(h_{t-1})); "
-                       "lstm: an LSTM cell (paddle.nn.LSTMCell), beyond the paper, as tfRAM")
-add(core, "--num_glimpses", int, 6, "glimpses per image, T")
-add(core, "--hidden_size", int, 256, "width of the recurrent state h_t")
-
-reinforce = parser.add_argument_group("reinforce")
-add(reinforce, "--std", float, 0.05, "standard deviation of the location policy")
-add(reinforce, "--M", int, 10, "Monte-Carlo repeats per image at validation and test")
+add(groups["reinforce"], "--M", int, 10, "Monte-Carlo repeats per image at validation and test")
 
 data = parser.add_argument_group("data")
 data.add_argument("--dataset", choices=["mnist", "translated", "cluttered", "folder"],
@@ -251,9 +218,8 @@ def check(config):
         if getattr(config, name) < 0:
             return f"--{name} must not be negative, got {getattr(config, name)}"
     for name in ["ckpt_dir", "logs_dir", "plot_dir", "cache_dir"]:
-        if inside(getattr(config, name), RESULTS_DIR):
-            return (f"--{name} {getattr(config, name)} is inside results/, which holds the "
-                    f"published results: write runs elsewhere")
+        if refusal := writes_into_results(f"--{name}", getattr(config, name)):
+            return refusal
     for name in ["random_seed", "dataset_seed"]:
         if not 0 <= getattr(config, name) <= MAX_SEED:
             return f"--{name} must be 0 to {MAX_SEED}, got {getattr(config, name)}"
@@ -278,36 +244,42 @@ def inside(path, folder):
     return os.path.commonpath([path, folder]) == folder
 
 
-def checkpoint_options(path):
-    """The model and task options a checkpoint was made with, or a one-line reason."""
-    try:
-        check_pickle(path)  # before paddle.load, which would run any code a pickle names
-        saved = {**OPTION_DEFAULTS, **paddle.load(path)["config"]}
-        return {name: saved[name] for name in MODEL_OPTIONS + DATA_OPTIONS}
-    except Exception as err:  # missing, damaged or foreign: paddle.load raises many kinds
-        return f"--checkpoint {path}: not a readable RAM-Paddle checkpoint ({type(err).__name__})"
-
-
-def saved_config(options):
-    """The Namespace of the options a checkpoint saved (its "config" dict), with what
-    checkpoints from before an option existed were made with."""
-    return argparse.Namespace(**{**OPTION_DEFAULTS, **options})
+def writes_into_results(option, path):
+    """The one-line refusal of an output `path` (given as `option`) inside results/, which
+    holds the published results that no command overwrites; None elsewhere."""
+    if inside(path, RESULTS_DIR):
+        return (f"{option} {path} is inside results/, which holds the published results: "
+                f"write elsewhere")
+    return None
 
 
 def get_config(argv=None):
+    """The options of argv (see parse)."""
+    return parse(argv)[0]
+
+
+def parse(argv=None):
     """Parse and check the options; a bad one exits with a one-line reason. With
     --checkpoint, that checkpoint's model and task options are the defaults.
-    config.classes is set too: the digits, or the class folders of --dataset folder."""
+    config.classes is set too: the digits, or the class folders of --dataset folder.
+    Returns the options (a Namespace) and the --checkpoint read (or None)."""
     config = parser.parse_args(argv)
+    state = None
     if config.checkpoint:
         if config.is_train:
             parser.error("--checkpoint is for testing (--is_train=False); to continue a run "
                          "use --resume")
-        options = checkpoint_options(config.checkpoint)
-        if isinstance(options, str):
-            parser.error(options)
-        options.pop("classes")  # the data's, compared with the checkpoint's when it loads
-        config = parser.parse_args(argv, argparse.Namespace(**options))
+        if not os.path.isfile(config.checkpoint):
+            parser.error(f"--checkpoint {config.checkpoint}: not a readable RAM-Paddle checkpoint "
+                         f"(no such file)")
+        try:
+            state = checkpoint.read(config.checkpoint)
+        except CheckpointError as err:
+            parser.error(f"--checkpoint {err}")
+        options = {**state["config"], **state["model_args"]}
+        # classes are the data's, compared with the checkpoint's when it loads
+        defaults = {name: options[name] for name in MODEL_OPTIONS + TASK_OPTIONS[:-1]}
+        config = parser.parse_args(argv, argparse.Namespace(**defaults))
     reason = check(config)
     if reason:
         parser.error(reason)
@@ -317,7 +289,7 @@ def get_config(argv=None):
             config.classes = folder_classes(config.data_dir)
         except DataError as err:
             parser.error(str(err))
-    return config
+    return config, state
 
 
 def model_name(config):

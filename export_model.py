@@ -13,23 +13,21 @@ networks, the policy's sampling and the averaging of --M glimpse paths, as
 centre and follows the policy's mean locations instead (one path: the same answer
 every call).
 """
+import json
 import os
 import sys
-import warnings
 
-from utils import fast_mkl_on_amd
+from utils import before_paddle
 
-fast_mkl_on_amd()  # before Paddle loads its MKL
-os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle's notes while tracing
-warnings.filterwarnings("ignore", message="No ccache found")
-import json  # noqa: E402
+before_paddle(quiet=True)  # Paddle's notes while tracing
 
 import paddle  # noqa: E402
 import paddle.nn as nn  # noqa: E402
 import paddle.nn.functional as F  # noqa: E402
 
-from config import DATA_OPTIONS, LIMITS, MODEL_OPTIONS, RESULTS_DIR, OneLineParser, inside  # noqa: E402
-from trainer import CheckpointError, model_from_checkpoint  # noqa: E402
+from checkpoint import TASK_OPTIONS, CheckpointError, load_model  # noqa: E402
+from config import LIMITS, OneLineParser, writes_into_results  # noqa: E402
+from model import MODEL_OPTIONS  # noqa: E402
 from utils import atomic_write_text  # noqa: E402
 
 OUTPUTS = ["log_probas", "probabilities", "locations"]  # the graph's outputs, in order
@@ -82,7 +80,7 @@ class Predictor(Episodes):
 def export(checkpoint, output, M=10, deterministic=False, draws_as_inputs=False):
     """Write the inference model of `checkpoint` into the folder `output` (see
     save_inference_model). Returns ram.json's dict."""
-    model, config, state = model_from_checkpoint(checkpoint, retina_method="paddle")
+    model, config, state = load_model(checkpoint, retina_method="paddle")
     return save_inference_model(model, config, output, M, deterministic, draws_as_inputs,
                                 checkpoint=checkpoint, epoch=state["epoch"])
 
@@ -108,7 +106,7 @@ def save_inference_model(model, config, output, M=10, deterministic=False, draws
                     os.path.join(output, "inference"), input_spec=spec)
     info = {"format": FORMAT, **about, "M": layer.M, "deterministic": deterministic,
             "inputs": [s.name for s in spec], "outputs": OUTPUTS,
-            **{name: getattr(config, name) for name in MODEL_OPTIONS + DATA_OPTIONS}}
+            **{name: getattr(config, name) for name in MODEL_OPTIONS + TASK_OPTIONS}}
     atomic_write_text(json.dumps(info, indent=2) + "\n", os.path.join(output, "ram.json"))
     return info
 
@@ -124,9 +122,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not 1 <= args.M <= LIMITS["M"]:
         parser.error(f"--M must be 1 to {LIMITS['M']}, got {args.M}")
-    if inside(args.output, RESULTS_DIR):
-        parser.error(f"--output {args.output} is inside results/, which holds the published "
-                     f"results: export elsewhere")
+    if refusal := writes_into_results("--output", args.output):
+        parser.error(refusal)
     paddle.set_device("cpu")  # the graph runs anywhere; tracing it needs no GPU
     try:
         info = export(args.checkpoint, args.output, args.M, args.deterministic)

@@ -12,18 +12,15 @@ and scaled (data_loader.read_image, resize_images, prepare). One JSON line per i
 {"image": ..., "class": ..., "probabilities": [...]}, in the order given.
 --glimpses draws the first image's glimpses (those of the first glimpse path) as a GIF.
 """
+import contextlib
+import json
 import os
 import sys
-import warnings
+import zipfile
 
-from utils import fast_mkl_on_amd, usable_cores
+from utils import before_paddle, usable_cores
 
-fast_mkl_on_amd()  # before Paddle loads its MKL
-os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle Inference's progress notes
-warnings.filterwarnings("ignore", message="No ccache found")
-import contextlib  # noqa: E402
-import json  # noqa: E402
-import zipfile  # noqa: E402
+before_paddle(quiet=True)  # Paddle Inference's progress notes
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
@@ -153,7 +150,7 @@ def predict(predictor, images):
 
 def draw_glimpses(info, image, locations, predicted, out):
     """A GIF of one image's glimpses (plot_glimpses.glimpse_gif)."""
-    from modules import Retina
+    from retina import Retina
     from plot_glimpses import glimpse_gif
     saved = {"images": image[None], "locations": locations[None], "predicted": [predicted],
              "standardised": info["dataset"] == "mnist"}

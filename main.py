@@ -17,22 +17,20 @@ if __name__ == "__main__":  # first, so that Paddle's import and handlers print 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)
 
-import warnings  # noqa: E402
+from utils import PipeSafeStream, before_paddle, usable_cores  # noqa: E402
 
-from utils import PipeSafeStream, fast_mkl_on_amd, keep_freed_memory, usable_cores  # noqa: E402
-
-fast_mkl_on_amd()  # before Paddle loads its MKL
-keep_freed_memory()
-warnings.filterwarnings("ignore", message="No ccache found")  # Paddle's import noise, irrelevant here
+before_paddle()
 import paddle  # noqa: E402
 
-from config import get_config  # noqa: E402
+from checkpoint import CheckpointError  # noqa: E402
+from config import parse  # noqa: E402
 from data_loader import (Canvases, DataError, Folder, get_test_loader,  # noqa: E402
                          get_train_valid_loaders)
-from trainer import CheckpointError, RunError, Trainer  # noqa: E402
+from trainer import RunError, Trainer  # noqa: E402
 
 
-def main(config):
+def main(config, tested=None):
+    """Train, or test (the --checkpoint already read: tested), as config says."""
     processes = paddle.distributed.get_world_size()  # > 1 under paddle.distributed.launch
     if config.use_gpu:  # each process of a data-parallel run on a GPU of its own
         paddle.set_device(f"gpu:{paddle.distributed.ParallelEnv().device_id}")
@@ -67,7 +65,7 @@ def main(config):
                 Trainer(config).train(*loaders, test_loader)
             else:
                 Trainer(config).test(get_test_loader(config.data_dir, config.batch_size,
-                                                     config.num_workers, **data))
+                                                     config.num_workers, **data), tested)
     except (DataError, CheckpointError) as err:
         sys.exit(f"[!] {err}")
     except RunError as err:
@@ -80,4 +78,4 @@ if __name__ == "__main__":
     sys.stdout = PipeSafeStream(sys.stdout)  # `python main.py | head` must not end training
     for sig in (signal.SIGINT, signal.SIGTERM):  # Paddle's import installed its own
         signal.signal(sig, stop)
-    main(get_config())
+    main(*parse())

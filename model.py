@@ -1,11 +1,90 @@
-"""RecurrentAttention: the whole model, one episode of glimpses per forward; and the
-paper's baselines, which see the whole image at once."""
+"""The model and what it is trained and judged by: ModelConfig, the options that build it
+(the one list of them: main.py's options and a checkpoint's model_args come from it);
+RecurrentAttention, the whole model, one episode of glimpses per forward; the paper's
+baselines, which see the whole image at once; ram_loss and evaluate."""
+import dataclasses
+from dataclasses import dataclass
+from typing import NamedTuple
+
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
 from modules import (ActionNetwork, BaselineNetwork, CoreNetwork, GlimpseNetwork, Linear,
-                     LocationNetwork, ModelConfig)
+                     LocationNetwork)
+from retina import METHODS
+from utils import sum_over_processes
+
+
+def option(default, help, group, choices=None, most=None, compare=True):
+    """A ModelConfig field that is also main.py's option --<name> (config.py adds it to
+    the help's `group`, with its choices and its largest value, `most`, on this project's
+    machine). compare=False: an option that changes how, not what, the model computes,
+    which a checkpoint need not match."""
+    return dataclasses.field(default=default, compare=compare,
+                             metadata=dict(help=help, group=group, choices=choices, most=most))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """The options a model is built from: main.py's options of the same names, and what a
+    checkpoint saves as its model_args (build_model rebuilds the model from it)."""
+    model: str = option("ram", "ram: the Recurrent Attention Model; the paper's baselines, which "
+                        "see the whole image: fc, two rectifier layers of --fc_hidden units; conv, "
+                        "8 filters of 10x10 at stride 5, then 256 rectifier units", "model",
+                        choices=("ram", "fc", "conv"))
+    fc_hidden: int = option(64, "width of each of --model fc's two hidden layers", "model",
+                            most=65536)
+    random_glimpses: bool = option(
+        False, "RAM looking at uniformly random places instead of where its policy says (the "
+        "paper's 'RAM, random glimpses' baseline)", "model")
+    patch_size: int = option(8, "side g of the smallest (sharpest) patch, in pixels",
+                             "glimpse network", most=64)
+    glimpse_scale: int = option(1, "each patch is this many times wider than the previous one",
+                                "glimpse network", most=8)
+    num_patches: int = option(1, "patches per glimpse, k", "glimpse network", most=8)
+    loc_hidden: int = option(128, "width of the location layer (fc2)", "glimpse network",
+                             most=4096)
+    glimpse_hidden: int = option(128, "width of the patch layer (fc1)", "glimpse network",
+                                 most=4096)
+    channels: int = option(1, "channels of the images: 1 (gray) or 3 (RGB, --dataset folder "
+                           "only; its images are converted to this)", "glimpse network", most=4)
+    retina_method: str = option("auto", "how the retina cuts patches, all giving the same "
+                                "glimpses; auto: numpy on the CPU (fastest there), paddle on a GPU",
+                                "glimpse network", choices=METHODS, compare=False)
+    core: str = option("rnn", "rnn: the paper's rectifier core, h_t = relu(i2h(g_t) + "
+                       "h2h(h_{t-1})); lstm: an LSTM cell (paddle.nn.LSTMCell), beyond the "
+                       "paper, as tfRAM", "core network", choices=("rnn", "lstm"))
+    num_glimpses: int = option(6, "glimpses per image, T", "core network", most=64)
+    hidden_size: int = option(256, "width of the recurrent state h_t", "core network", most=8192)
+    std: float = option(0.05, "standard deviation of the location policy", "reinforce")
+    # Not options of their own: the task's (--image_size, and the classes of the data).
+    image_size: int = 28  # side of the images, which the baselines see whole
+    num_classes: int = 10
+
+    @classmethod
+    def from_options(cls, options):
+        """The ModelConfig of main.py's options (a dict or Namespace with `classes`, the
+        class names, as config.get_config and a checkpoint's config hold them)."""
+        options = vars(options) if not isinstance(options, dict) else options
+        return cls(**{field.name: options[field.name] for field in dataclasses.fields(cls)
+                      if field.name != "num_classes"}, num_classes=len(options["classes"]))
+
+
+# The options a checkpoint must have been made with to load into a model: the compared
+# options of ModelConfig (the task's image_size and classes are compared as the task's).
+MODEL_OPTIONS = [field.name for field in dataclasses.fields(ModelConfig)
+                 if field.compare and "help" in field.metadata]
+
+
+def build_model(config):
+    """The model a ModelConfig describes: RecurrentAttention or a baseline."""
+    if config.model == "fc":
+        return FullyConnected(config.channels, config.image_size, config.fc_hidden,
+                              config.num_classes)
+    if config.model == "conv":
+        return Convolutional(config.channels, config.image_size, config.num_classes)
+    return RecurrentAttention(config)
 
 
 class RecurrentAttention(nn.Layer):
@@ -122,3 +201,73 @@ def no_glimpses(log_probas, repeats):
     log_probas = paddle.tile(log_probas, [repeats, 1])
     empty = paddle.zeros([log_probas.shape[0], 0], log_probas.dtype)
     return log_probas, empty, empty, empty.unsqueeze(2).tile([1, 1, 2])
+
+
+class Loss(NamedTuple):
+    """The hybrid loss and its parts: total = action + baseline + 0.01 * reinforce."""
+    total: paddle.Tensor      # scalar
+    action: paddle.Tensor     # scalar: NLL of the classifier
+    baseline: paddle.Tensor   # scalar: MSE of the baselines against R
+    reinforce: paddle.Tensor  # scalar: mean over the batch of sum_t -log_pi_t * (R - b_t)
+    reward: paddle.Tensor     # (B,): R, 1 where the prediction is right
+
+
+def ram_loss(log_probas, log_pi, baselines, labels, paths=1):
+    """The hybrid loss of RAM: NLL for the classifier, MSE for the baseline and
+    REINFORCE for the location policy, with reward R = 1 for a right answer.
+
+        loss = NLL + MSE(b, R) + 0.01 * mean_batch(sum_t -log_pi_t * (R - b_t))
+
+    With paths > 1 glimpse paths per image (--train_paths; row m * B + b is path m
+    of image b), REINFORCE centres each path's R on the mean R of the image's other
+    paths instead of b_t: an unbiased baseline of the image's own, which the learned
+    b_t (still fitted by its MSE) cannot be.
+
+    Args:
+        log_probas: (B, num_classes). log_pi, baselines: (B, T). labels: int64 (B,).
+    Returns:
+        a Loss: the total, each term and the (B,) rewards.
+    """
+    if labels.ndim != 1:  # a (B, 1) label would broadcast `predicted == labels` to (B, B)
+        raise ValueError(f"labels must have shape (B,), got {labels.shape}")
+    reward = (log_probas.argmax(axis=1) == labels).astype(log_probas.dtype)
+    rewards = reward.unsqueeze(1).expand_as(baselines)
+    loss_action = F.nll_loss(log_probas, labels)
+    # A baseline model (--model fc, conv) takes no glimpse: T = 0, nothing to regress.
+    loss_baseline = F.mse_loss(baselines, rewards) if baselines.shape[1] else 0.0 * loss_action
+    centre = baselines.detach()  # the baseline only centres R: no REINFORCE gradient into it
+    if paths > 1:
+        per_image = reward.reshape([paths, -1])
+        others = (per_image.sum(axis=0, keepdim=True) - per_image) / (paths - 1)
+        centre = others.reshape([-1, 1]).expand_as(baselines)
+    loss_reinforce = (-log_pi * (rewards - centre)).sum(axis=1).mean()
+    total = loss_action + loss_baseline + 0.01 * loss_reinforce
+    return Loss(total, loss_action, loss_baseline, loss_reinforce, reward)
+
+
+@paddle.no_grad()
+def evaluate(model, loader, M, on_first_batch=None):
+    """Loss and accuracy with M Monte-Carlo glimpse paths per image, whose class
+    log-probabilities (and log_pi and baselines, for the loss) are averaged; in a
+    data-parallel run, over every process's shard of the images.
+
+    on_first_batch(x, y, locations, predicted), if given, sees the first batch,
+    with the locations of the first of the M paths.
+    Returns: mean loss, accuracy in percent, number correct, number of images.
+    """
+    model.eval()
+    total_loss, correct, count = 0.0, 0.0, 0
+    for i, (x, y) in enumerate(loader):
+        B = len(y)
+        # The repeats form one batch of M * B episodes, row m * B + b being image b.
+        log_probas, log_pi, baselines, locations = model(x, repeats=M)
+        log_probas, log_pi, baselines = (t.reshape([M, B, -1]).mean(axis=0)
+                                         for t in (log_probas, log_pi, baselines))
+        loss = ram_loss(log_probas, log_pi, baselines, y)
+        total_loss += float(loss.total) * B
+        correct += float(loss.reward.sum())
+        count += B
+        if i == 0 and on_first_batch is not None:
+            on_first_batch(x, y, locations[:B], log_probas.argmax(axis=1))
+    total_loss, correct, count = sum_over_processes(total_loss, correct, count)
+    return total_loss / count, 100.0 * correct / count, int(round(correct)), int(count)

@@ -22,11 +22,11 @@ import io
 import os
 import re
 import sys
-import warnings
 import zipfile
 
-warnings.filterwarnings("ignore", message="No ccache found")
-import logging  # noqa: E402
+from utils import before_paddle
+
+before_paddle()
 
 import matplotlib  # noqa: E402
 
@@ -40,7 +40,7 @@ from PIL import Image  # noqa: E402
 
 from config import OneLineParser  # noqa: E402
 from data_loader import MNIST_MEAN, MNIST_STD, DataError, load_mnist  # noqa: E402
-from modules import Retina, pixel_centres  # noqa: E402
+from retina import Retina, pixel_centres  # noqa: E402
 
 BOX_COLOURS = ["#ff3b30", "#ffcc00", "#34c759", "#0a84ff"]  # the smallest patch first
 GLIMPSE_KEYS = ("images", "labels", "locations", "predicted")  # what main.py saves and we draw

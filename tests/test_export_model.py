@@ -10,7 +10,7 @@ from data_loader import Canvases, get_test_loader, load_canvases, prepare, read_
 from export_model import export, main
 from infer import make_predictor, predict
 from tests.helpers import MNIST_DIR, ROOT, refusal
-from trainer import model_from_checkpoint
+from checkpoint import load_model
 
 MNIST_6 = os.path.join(ROOT, "results", "mnist", "ram_6_8x8_1", "model.pdparams")
 CLUTTERED_60 = os.path.join(ROOT, "results", "cluttered", "ram_8_12x12_2_cluttered60_d4_e250",
@@ -31,7 +31,7 @@ def test_exported_graph_gives_the_dygraph_log_probabilities_for_the_same_noise(
     l_0 = rng.uniform(-1, 1, (M * len(x), 2)).astype(np.float32)
     noise = rng.normal(size=(M * len(x), info["num_glimpses"], 2)).astype(np.float32)
 
-    model = model_from_checkpoint(checkpoint)[0]  # the CPU's own retina method
+    model = load_model(checkpoint)[0]  # the CPU's own retina method
     model.eval()
     with paddle.no_grad():
         log_probas, _, _, locations = model(paddle.to_tensor(x), paddle.to_tensor(l_0),
@@ -91,4 +91,4 @@ def test_export_refuses_in_one_line(tmp_path, capsys):
     junk = tmp_path / "junk.pdparams"
     junk.write_bytes(b"not a checkpoint")
     message = refusal(main, "--checkpoint", str(junk), "--output", str(tmp_path / "out"))
-    assert "not a readable RAM-Paddle checkpoint" in message
+    assert "not a RAM-Paddle checkpoint, or damaged" in message

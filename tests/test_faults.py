@@ -14,7 +14,9 @@ import pytest
 import trainer as trainer_module
 from data_loader import get_train_valid_loaders
 from tests.helpers import ROOT, tiny_args, tiny_config
-from trainer import TRAIN_KEYS, RunError, Trainer, build_model, load_checkpoint
+from checkpoint import TRAIN_KEYS, load
+from model import ModelConfig, build_model
+from trainer import RunError, Trainer
 
 EPOCHS = 80  # of about 0.1 s each on a quiet machine: enough that 10 kills, each a few epochs
 # after a start, do not reach the end even when the load falls after the straight run is timed
@@ -63,9 +65,9 @@ def all_checkpoints_load(folder):
     config = tiny_config(folder)
     paths = glob.glob(str(folder / "ckpt" / "*.pdparams"))
     with paddle.utils.unique_name.guard():
-        model = build_model(config)
+        model = build_model(ModelConfig.from_options(config))
     for path in paths:
-        load_checkpoint(path, config, model, TRAIN_KEYS)  # raises CheckpointError on a damaged file
+        load(path, config, model, TRAIN_KEYS)  # raises CheckpointError on a damaged file
     return len(paths)
 
 

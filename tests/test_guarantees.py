@@ -82,15 +82,15 @@ def small_disk(tmp_path):
 KILL_BETWEEN_WRITES = """
 import os, sys
 sys.path.insert(0, {root!r})
-import trainer
+import checkpoint
 from config import get_config
 from main import main
-real, epoch = trainer.atomic_save, {epoch}
+real, epoch = checkpoint.atomic_save, {epoch}
 def save(state, path):
     real(state, path)
     if state["epoch"] == epoch:
         os._exit(9)  # killed after the first of the epoch's two writes
-trainer.atomic_save = save
+checkpoint.atomic_save = save
 main(get_config({argv!r}))
 """
 
@@ -455,11 +455,12 @@ def test_align_refuses_to_overwrite_and_converts_float64_and_junk_in_one_line(tm
     torch.save(state, tmp_path / "f64.pth.tar")
     out = tmp_path / "new" / "folder" / "ram_6_8x8_1_model_best.pdparams"  # made on the way
     align.main(["--torch_ckpt", str(tmp_path / "f64.pth.tar"), "--out", str(out)])
-    from trainer import TRAIN_KEYS, build_model, load_checkpoint
+    from checkpoint import TRAIN_KEYS, load
+    from model import ModelConfig, build_model
 
     config = get_config(["--use_gpu=False"])
     with paddle.utils.unique_name.guard():  # what main.py checks before it tests or resumes
-        load_checkpoint(str(out), config, build_model(config), TRAIN_KEYS)
+        load(str(out), config, build_model(ModelConfig.from_options(config)), TRAIN_KEYS)
 
     state["optim_state"] = {"state": {0: {"step": "junk"}}, "param_groups": []}
     torch.save(state, tmp_path / "junk.pth.tar")

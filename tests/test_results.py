@@ -16,7 +16,7 @@ import paddle
 import pytest
 
 from tests.helpers import ROOT
-from trainer import DIGEST, TEST_KEYS
+from checkpoint import DIGEST, TEST_KEYS
 
 with open(os.path.join(ROOT, "results", "manifest.json")) as f:
     ROWS = json.load(f)

@@ -1,4 +1,4 @@
-"""The loss, its gradients, learning, evaluation, checkpoints and exact resume."""
+"""Learning, evaluation of real images, checkpoints as training writes them and exact resume."""
 import glob
 import json
 import math
@@ -11,46 +11,12 @@ import pytest
 
 from config import get_config
 from data_loader import ArrayDataset, get_test_loader, get_train_valid_loaders, load_mnist
+from checkpoint import CheckpointError, weights_only
 from main import main
-from model import RecurrentAttention
-from modules import ModelConfig
-from trainer import CheckpointError, Trainer, build_model, evaluate, ram_loss, weights_only
+from model import ModelConfig, build_model, evaluate, ram_loss
+from trainer import Trainer
 from utils import atomic_save
 from tests.helpers import MNIST_DIR, tiny_config
-
-
-def test_loss_matches_hand_computation():
-    log_probas = np.log(np.array([[0.7, 0.2, 0.1], [0.3, 0.3, 0.4]], np.float32))
-    log_pi = np.array([[-1.0, 0.5], [2.0, -0.25]], np.float32)
-    baselines = np.array([[0.2, 0.6], [0.9, -0.1]], np.float32)
-    labels = np.array([0, 1])  # first right (argmax 0), second wrong (argmax 2)
-    loss = ram_loss(*map(paddle.to_tensor, (log_probas, log_pi, baselines, labels)))
-    R = np.array([[1.0, 1.0], [0.0, 0.0]])
-    nll = -(np.log(0.7) + np.log(0.3)) / 2
-    mse = ((baselines - R) ** 2).mean()
-    reinforce = (-log_pi * (R - baselines)).sum(axis=1).mean()
-    np.testing.assert_allclose(float(loss.total), nll + mse + 0.01 * reinforce, rtol=1e-6)
-    for term, expected in [(loss.action, nll), (loss.baseline, mse), (loss.reinforce, reinforce)]:
-        np.testing.assert_allclose(float(term), expected, rtol=1e-6)
-    np.testing.assert_array_equal(loss.reward.numpy(), [1.0, 0.0])
-
-
-def test_several_paths_centre_each_reward_on_the_images_other_paths():
-    # 3 paths of 2 images, rows m * 2 + b; image 0 right on paths 0 and 1, image 1 on path 2.
-    right = np.array([1, 0, 1, 0, 0, 1], np.float32)
-    labels = np.array([0, 1, 0, 1, 0, 1])
-    log_probas = np.log(np.where(right[:, None] == 1, np.eye(3)[labels], np.eye(3)[2]) * 0.98 + 0.01)
-    log_pi = (np.arange(12, dtype=np.float32).reshape(6, 2) ** 2) / 10
-    baselines = np.full((6, 2), 0.5, np.float32)
-    loss = ram_loss(*map(paddle.to_tensor, (log_probas.astype(np.float32), log_pi, baselines,
-                                            labels)), paths=3)
-    np.testing.assert_array_equal(loss.reward.numpy(), right)
-    # Image 0's rewards over its paths (rows 0, 2, 4) are 1, 1, 0; image 1's (1, 3, 5) 0, 0, 1.
-    others = np.array([(1 + 0) / 2, (0 + 1) / 2, (1 + 0) / 2, (0 + 1) / 2, (1 + 1) / 2, (0 + 0) / 2])
-    expected = (-log_pi * (right - others)[:, None]).sum(axis=1).mean()
-    assert float(loss.reinforce) == pytest.approx(expected, rel=1e-6)
-    # The learned baseline is still fitted, but no longer centres R.
-    assert float(loss.baseline) == pytest.approx(0.25)
 
 
 def test_paths_clipping_and_an_lstm_core_train(tmp_path):
@@ -72,48 +38,11 @@ def test_paths_clipping_and_an_lstm_core_train(tmp_path):
     assert 0 <= float(line.split(" train_acc ")[1].split()[0]) <= 100
 
 
-def test_loss_refuses_column_labels():
-    with pytest.raises(ValueError, match=r"\(B,\)"):
-        ram_loss(paddle.zeros([4, 10]), paddle.zeros([4, 2]), paddle.zeros([4, 2]),
-                 paddle.zeros([4, 1], dtype="int64"))
-
-
-def grads_after(loss_part):
-    """Gradients of every parameter after backpropagating one part of the loss."""
-    paddle.seed(0)
-    model = RecurrentAttention(ModelConfig(patch_size=4, glimpse_hidden=8, loc_hidden=8, std=0.1,
-                                           hidden_size=16, num_glimpses=3))
-    log_probas, log_pi, baselines, _ = model(paddle.randn([6, 1, 12, 12]))
-    labels = paddle.to_tensor([0, 1, 2, 3, 4, 5])
-    getattr(ram_loss(log_probas, log_pi, baselines, labels), loss_part).backward()
-    return {name: (0.0 if p.grad is None else float(p.grad.abs().sum()))
-            for name, p in model.named_parameters()}
-
-
-def test_classification_loss_does_not_reach_location_network():
-    grads = grads_after("action")
-    assert all(grads[n] == 0 for n in grads if n.startswith(("locator", "baseliner")))
-    assert grads["rnn.h2h.weight"] > 0 and grads["sensor.fc1.weight"] > 0
-
-
-def test_reinforce_reaches_only_the_location_network():
-    grads = grads_after("reinforce")
-    assert grads["locator.fc.weight"] > 0 and grads["locator.fc_lt.weight"] > 0
-    # The sampled locations carry no gradient and h_t is detached: nothing else moves.
-    assert all(grads[n] == 0 for n in grads if not n.startswith("locator"))
-
-
-def test_baseline_loss_reaches_only_the_baseline():
-    grads = grads_after("baseline")
-    assert grads["baseliner.fc.weight"] > 0
-    assert all(grads[n] == 0 for n in grads if not n.startswith("baseliner"))
-
-
 def test_learns_256_real_mnist_images():
     images, labels = load_mnist(MNIST_DIR, "train")
     loader = paddle.io.DataLoader(ArrayDataset(images[:256], labels[:256]), batch_size=128)
     paddle.seed(0)
-    model = build_model(get_config(["--use_gpu=False"]))  # the default model
+    model = build_model(ModelConfig.from_options(get_config(["--use_gpu=False"])))  # the default model
     _, acc_before, _, _ = evaluate(model, loader, M=1)
     assert acc_before < 30
     optimizer = paddle.optimizer.Adam(2e-3, parameters=model.parameters())
@@ -133,45 +62,10 @@ def test_learns_256_real_mnist_images():
     assert acc_after >= 70, acc_after
 
 
-class FixedModel:
-    """Stands in for RecurrentAttention: returns preset log-probabilities for
-    M * B episodes and records the images and repeats it was given."""
-
-    def __init__(self, log_probas):
-        self.log_probas = log_probas
-
-    def eval(self):
-        pass
-
-    def __call__(self, x, repeats=1):
-        self.seen = (x.numpy(), repeats)
-        n, T = len(x) * repeats, 2
-        return (paddle.to_tensor(self.log_probas), paddle.zeros([n, T]), paddle.zeros([n, T]),
-                paddle.zeros([n, T, 2]))
-
-
-def test_evaluate_averages_log_probas_over_repeats():
-    # Two images, M = 3: image 0's first path says class 1, but the average says 0.
-    p = np.array([[0.4, 0.6], [0.9, 0.1],    # repeat 0 (image 0, image 1)
-                  [0.9, 0.1], [0.9, 0.1],    # repeat 1
-                  [0.9, 0.1], [0.1, 0.9]],   # repeat 2
-                 np.float32)
-    x = np.arange(2 * 1 * 2 * 2, dtype=np.float32).reshape(2, 1, 2, 2)
-    loader = [(paddle.to_tensor(x), paddle.to_tensor([0, 0]))]
-    model = FixedModel(np.log(p))
-    loss, acc, correct, total = evaluate(model, loader, M=3)
-    np.testing.assert_array_equal(model.seen[0], x)  # the images once, with M paths each
-    assert model.seen[1] == 3
-    assert (correct, total, acc) == (2, 2, 100.0)
-    mean_log_p = np.log(p).reshape(3, 2, 2).mean(axis=0)
-    baseline_loss = 1.0  # baselines 0, rewards 1
-    np.testing.assert_allclose(loss, -mean_log_p[:, 0].mean() + baseline_loss, rtol=1e-5)
-
-
 def test_evaluate_real_images_repeatably_and_report_the_first_batch(tmp_path):
     config = tiny_config(tmp_path)
     _, valid = get_train_valid_loaders(MNIST_DIR, 48, 1, 0.2, True, 0, 320)
-    model = build_model(config)
+    model = build_model(ModelConfig.from_options(config))
     seen = {}
 
     def first_batch(x, y, locations, predicted):
@@ -252,7 +146,7 @@ def test_cosine_schedule_anneals_over_the_epochs_and_resumes_exactly(tmp_path, m
     def stop_after_epoch_2(self, epoch, is_best):
         save_checkpoint(self, epoch, is_best)
         if epoch == 2:
-            self.stop_signal = signal.SIGTERM
+            self.signals.received = signal.SIGTERM
 
     monkeypatch.setattr(Trainer, "save_checkpoint", stop_after_epoch_2)
     with pytest.raises(SystemExit):

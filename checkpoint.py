@@ -1,0 +1,203 @@
+"""The checkpoint format: what a checkpoint holds, writing it, reading it (once, unpickling
+nothing but tensors, numbers and strings), its checks, the published weights-only form, and
+the model a checkpoint describes.
+
+A checkpoint is a dict saved by paddle.save:
+  model         the weights (a state dict; float16 in a published one, float32 otherwise)
+  model_args    the ModelConfig that builds the model, as a dict (from 2026-12-04 on; read
+                fills it in from the config of an older checkpoint)
+  config        every option of the run that made it (main.py's, as a dict), classes included
+  epoch, best_valid_acc, rng_state: epochs done, the best validation accuracy so far, and the
+                RNG state after the epoch (a test then draws the same glimpses every time)
+  optimizer, counter: Adam's and the schedule's state and the plateau counter, to train on
+                (not in a published checkpoint)
+  weights_sha256: the digest of the weights, to catch flipped bytes
+"""
+import argparse
+import dataclasses
+import hashlib
+import io
+import os
+import pickle
+
+import numpy as np
+import paddle
+
+from model import MODEL_OPTIONS, ModelConfig, build_model
+from utils import atomic_save
+
+DIGITS = [str(digit) for digit in range(10)]
+# The task a model was trained on: testing or resuming it on another is refused. classes
+# is no option: the names of the classes, in the order of the model's outputs.
+TASK_OPTIONS = ["dataset", "image_size", "num_distractors", "distractor_size", "dataset_seed",
+                "classes"]
+# What checkpoints made before an option existed were made with.
+OPTION_DEFAULTS = {"dataset": "mnist", "image_size": 28, "num_distractors": 0, "distractor_size": 8,
+                   "dataset_seed": 0, "lr_schedule": "plateau", "channels": 1, "classes": DIGITS,
+                   "model": "ram", "fc_hidden": 64, "random_glimpses": False, "core": "rnn",
+                   "train_paths": 1, "clip_grad_norm": 0.0, "retina_method": "auto"}
+# What testing a checkpoint needs, and all that a published one (results/) holds;
+# training on needs the optimizer's state and the patience counter too.
+TEST_KEYS = ("model", "epoch", "best_valid_acc", "rng_state", "config")
+TRAIN_KEYS = TEST_KEYS + ("optimizer", "counter")
+DIGEST = "weights_sha256"  # of the weights when saved: flipped bytes in them are caught
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing or does not fit; the message is one line for the user."""
+
+
+def save(state, path):
+    """Write a checkpoint atomically (utils.atomic_write), with its model_args and digest."""
+    state = {**state, "model_args": model_args(state["config"])}
+    state[DIGEST] = weights_digest(state["model"])
+    atomic_save(state, path)
+
+
+def weights_only(state):
+    """A checkpoint reduced to what testing it needs, as results/ publishes it: no optimizer
+    state, and the weights in float16 (a sixth of the size; loading casts them back to the
+    model's float32). Its test figure is that of the float16 weights, measured anew."""
+    published = {key: state[key] for key in TEST_KEYS}
+    published["model_args"] = state.get("model_args") or model_args(state["config"])
+    published["model"] = {name: value.astype("float16") if value.dtype == paddle.float32 else value
+                          for name, value in state["model"].items()}
+    published[DIGEST] = weights_digest(published["model"])
+    return published
+
+
+def model_args(options):
+    """The model_args of main.py's options (a dict with classes): ModelConfig's, as a dict."""
+    return dataclasses.asdict(ModelConfig.from_options(options))
+
+
+def weights_digest(weights):
+    """SHA-256 of a state dict's names and values, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(np.asarray(weights[name])).tobytes())
+    return digest.hexdigest()
+
+
+# The only things a checkpoint's pickle may build: what paddle.save writes for our
+# dicts of tensors, numbers and strings, and Paddle's RNG state. Anything else (code
+# a foreign file would run while loading) is refused before paddle.load reads it.
+ALLOWED_GLOBALS = {("collections", "OrderedDict"), ("builtins", "tuple"), ("numpy", "ndarray"),
+                   ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct"),
+                   ("numpy.core.multiarray", "_reconstruct"),
+                   ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
+                   ("paddle.base.libpaddle", "GeneratorState"),
+                   # paddle.save's form of a tensor that is not a parameter
+                   ("paddle.base.dygraph.math_op_patch", "_rebuild_tensor")}
+
+
+class ForbiddenGlobal(pickle.UnpicklingError):
+    """A pickle asks for something outside ALLOWED_GLOBALS."""
+
+
+class CheckedUnpickler(pickle.Unpickler):
+    """Unpickles only ALLOWED_GLOBALS."""
+
+    def find_class(self, module, name):
+        if (module, name) not in ALLOWED_GLOBALS:
+            raise ForbiddenGlobal(f"it would run {module}.{name}")
+        return super().find_class(module, name)
+
+
+def read(path, keys=TEST_KEYS):
+    """The checkpoint at `path`, read once: its pickle is checked to build nothing but
+    ALLOWED_GLOBALS before paddle.load reads the same bytes, it must hold `keys`, its
+    config gets the defaults of options it predates, and its model_args are ModelConfig's
+    (from its config, if it predates them). Raises a one-line CheckpointError otherwise. Nothing of it is compared with a model
+    yet (see check)."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"no checkpoint at {path}: train first (python main.py) "
+                              f"or check --ckpt_dir, --best and the model options")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        CheckedUnpickler(io.BytesIO(data), encoding="latin1").load()
+        state = paddle.load(io.BytesIO(data))
+    except Exception as err:  # a damaged or foreign file raises many kinds
+        reason = f": {err}" if isinstance(err, ForbiddenGlobal) else ""
+        raise CheckpointError(f"{path}: not a RAM-Paddle checkpoint, or damaged "
+                              f"({type(err).__name__}{reason}); delete it or retrain") from None
+    missing = [key for key in keys if not isinstance(state, dict) or key not in state]
+    if missing or not isinstance(state["config"], dict) or not isinstance(state["model"], dict):
+        raise CheckpointError(f"{path}: not a whole RAM-Paddle checkpoint (it lacks "
+                              f"{', '.join(missing) or 'a model or config dict'})")
+    state["config"] = saved = {**OPTION_DEFAULTS, **state["config"]}
+    absent = [name for name in MODEL_OPTIONS + TASK_OPTIONS if name not in saved]
+    if absent:
+        raise CheckpointError(f"{path}: its options lack {', '.join(absent)}")
+    try:
+        state["model_args"] = (dataclasses.asdict(ModelConfig(**state["model_args"]))
+                               if "model_args" in state else model_args(state["config"]))
+    except (TypeError, KeyError) as err:
+        raise CheckpointError(f"{path}: its model options are not RAM-Paddle's "
+                              f"({type(err).__name__}: {err})") from None
+    return state
+
+
+def check(state, path, config, model):
+    """Refuse, in one line, a checkpoint (read's) that does not fit main.py's options
+    `config` (a Namespace or dict: its model and task options) or `model` (its weights'
+    names, shapes and dtypes; finite values; the digest); then cast its weights to the
+    model's float32."""
+    options = config if isinstance(config, dict) else vars(config)
+    saved, args = state["config"], state["model_args"]
+    differing = [f"--{name} {args[name]} (checkpoint) vs {options[name]}"
+                 for name in MODEL_OPTIONS if args[name] != options[name]]
+    differing += [f"{'' if name == 'classes' else '--'}{name} {saved[name]} (checkpoint) vs "
+                  f"{options[name]}" for name in TASK_OPTIONS if saved[name] != options[name]]
+    if differing:
+        raise CheckpointError(f"{path} was trained with other model or data options: "
+                              + ", ".join(differing))
+    expected = model.state_dict()
+    problem = weights_problem(state["model"], expected)
+    if not problem and DIGEST in state and state[DIGEST] != weights_digest(state["model"]):
+        problem = "its weights are not those it was saved with (damaged bytes)"
+    if problem:
+        raise CheckpointError(f"{path}: {problem}; delete it or retrain")
+    # A published checkpoint's float16 weights (weights_only), in the model's float32.
+    state["model"] = {name: value.astype(expected[name].dtype)
+                      for name, value in state["model"].items()}
+    return state
+
+
+def load(path, config, model, keys=TEST_KEYS):
+    """read, then check against main.py's options `config` and `model`."""
+    return check(read(path, keys), path, config, model)
+
+
+def load_model(path, retina_method="auto"):
+    """The model a checkpoint holds, built from the options it carries and checked, for
+    tools given a checkpoint alone (export_model.py, align.py). Returns the model, the
+    checkpoint's options (a Namespace, as main.py's) and the checkpoint."""
+    state = read(path)
+    options = {**state["config"], **state["model_args"], "retina_method": retina_method}
+    model = build_model(ModelConfig.from_options(options))
+    check(state, path, options, model)
+    model.set_state_dict(state["model"])
+    return model, argparse.Namespace(**options), state
+
+
+def weights_problem(weights, expected):
+    """What keeps `weights` from loading into a model whose state_dict is `expected`
+    (names, shapes, dtypes: float16 stands for float32; finite values), or None."""
+    if set(weights) != set(expected):
+        missing, extra = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+        return f"its weights do not fit the model (missing {missing}, unexpected {extra})"
+    for name, tensor in expected.items():
+        value = weights[name]
+        if not isinstance(value, paddle.Tensor):
+            return f"{name} is a {type(value).__name__}, not a tensor"
+        stored_as = ((tensor.dtype, paddle.float16) if tensor.dtype == paddle.float32
+                     else (tensor.dtype,))
+        if value.shape != tensor.shape or value.dtype not in stored_as:
+            return (f"{name} is {value.dtype} {list(value.shape)} in the checkpoint, "
+                    f"{tensor.dtype} {list(tensor.shape)} in the model")
+        if not bool(paddle.isfinite(value).all()):
+            return f"{name} holds NaN or infinite values"
+    return None
