@@ -203,6 +203,8 @@ def load_paddle_checkpoint(path):
         state = checkpoint.read(path, keys=("model", "config"))
     except checkpoint.CheckpointError as err:
         raise AlignError(str(err)) from None
+    if state[checkpoint.UNVOUCHED]:
+        raise AlignError(f"{path}: {state[checkpoint.UNVOUCHED]}")
     state.setdefault("optimizer", {})  # a published, weights-only checkpoint has none
     return state
 

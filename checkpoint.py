@@ -11,7 +11,10 @@ A checkpoint is a dict saved by paddle.save:
                 RNG state after the epoch (a test then draws the same glimpses every time)
   optimizer, counter: Adam's and the schedule's state and the plateau counter, to train on
                 (not in a published checkpoint)
-  weights_sha256: the digest of the weights, to catch flipped bytes
+  data, processes: the digest of the images the run split (data_loader.data_digest) and the
+                processes it trained in, to check a resumed run against (from 2026-12-04 on)
+  weights_sha256, sha256: the digests of the weights and of all the above, to catch flipped
+                bytes anywhere and say where (sha256 from 2026-12-04 on)
 """
 import argparse
 import dataclasses
@@ -40,7 +43,15 @@ OPTION_DEFAULTS = {"dataset": "mnist", "image_size": 28, "num_distractors": 0, "
 # training on needs the optimizer's state and the patience counter too.
 TEST_KEYS = ("model", "epoch", "best_valid_acc", "rng_state", "config")
 TRAIN_KEYS = TEST_KEYS + ("optimizer", "counter")
-DIGEST = "weights_sha256"  # of the weights when saved: flipped bytes in them are caught
+STATE_DIGEST = "sha256"  # of everything a checkpoint holds: flipped bytes anywhere are caught
+DIGEST = "weights_sha256"  # of the weights alone: says whether it is they that changed
+# Where read keeps what the digests say of the file as it was (None: they vouch for it) for
+# check to report after the more telling problems; never saved.
+UNVOUCHED = "digest_problem"
+# What unpickling may build, counting every reference anew (as paddle.load copies them):
+# a checkpoint's own objects are a few hundred, its arrays as large as the file.
+MAX_OBJECTS = 1_000_000
+MAX_EXPANSION = 2  # bytes of arrays per byte of the file, plus a MiB
 
 
 class CheckpointError(Exception):
@@ -49,8 +60,9 @@ class CheckpointError(Exception):
 
 def save(state, path):
     """Write a checkpoint atomically (utils.atomic_write), with its model_args and digest."""
-    state = {**state, "model_args": model_args(state["config"])}
-    state[DIGEST] = weights_digest(state["model"])
+    state = {key: value for key, value in state.items() if key != UNVOUCHED}
+    state["model_args"] = model_args(state["config"])
+    state[DIGEST], state[STATE_DIGEST] = weights_digest(state["model"]), state_digest(state)
     atomic_save(state, path)
 
 
@@ -63,12 +75,44 @@ def weights_only(state):
     published["model"] = {name: value.astype("float16") if value.dtype == paddle.float32 else value
                           for name, value in state["model"].items()}
     published[DIGEST] = weights_digest(published["model"])
+    published[STATE_DIGEST] = state_digest(published)
     return published
 
 
 def model_args(options):
     """The model_args of main.py's options (a dict with classes): ModelConfig's, as a dict."""
     return dataclasses.asdict(ModelConfig.from_options(options))
+
+
+def state_digest(state):
+    """SHA-256 of all that a checkpoint holds but its digests: each value by its type and
+    contents (arrays by dtype, shape and bytes; dicts in key order), so that the same
+    state gives the same digest in every process."""
+    digest = hashlib.sha256()
+
+    def feed(value):
+        if isinstance(value, (paddle.Tensor, np.ndarray)):
+            array = np.ascontiguousarray(np.asarray(value))
+            digest.update(f"array {array.dtype} {array.shape} ".encode())
+            digest.update(array.tobytes())
+        elif isinstance(value, dict):
+            digest.update(b"{")
+            for key in sorted(value, key=str):
+                feed(key)
+                feed(value[key])
+            digest.update(b"}")
+        elif isinstance(value, (list, tuple)):
+            digest.update(b"[")
+            for item in value:
+                feed(item)
+            digest.update(b"]")
+        elif hasattr(value, "__getstate__") and type(value).__name__ == "GeneratorState":
+            feed(value.__getstate__())
+        else:
+            digest.update(f"{type(value).__name__} {value!r};".encode())
+
+    feed({key: value for key, value in state.items() if key not in (STATE_DIGEST, DIGEST, UNVOUCHED)})
+    return digest.hexdigest()
 
 
 def weights_digest(weights):
@@ -105,28 +149,58 @@ class CheckedUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+class Oversized(pickle.UnpicklingError):
+    """A pickle that expands to more objects or bytes than a checkpoint can hold."""
+
+
+def check_expansion(obj, file_bytes):
+    """Raise Oversized if obj, every reference counted anew as paddle.load copies it, holds
+    more than MAX_OBJECTS objects or MAX_EXPANSION times the file's bytes of arrays: a
+    small file of shared references would otherwise take paddle.load hours or gigabytes."""
+    objects, array_bytes, limit = 0, 0, MAX_EXPANSION * file_bytes + 2**20
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        objects += 1
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+        elif isinstance(value, np.ndarray):
+            array_bytes += value.nbytes
+        if objects > MAX_OBJECTS or array_bytes > limit:
+            raise Oversized(f"it expands to over {objects} objects or {array_bytes} bytes of "
+                            f"arrays")
+
+
 def read(path, keys=TEST_KEYS):
-    """The checkpoint at `path`, read once: its pickle is checked to build nothing but
-    ALLOWED_GLOBALS before paddle.load reads the same bytes, it must hold `keys`, its
-    config gets the defaults of options it predates, and its model_args are ModelConfig's
-    (from its config, if it predates them). Raises a one-line CheckpointError otherwise. Nothing of it is compared with a model
-    yet (see check)."""
+    """The checkpoint at `path`, read once and checked before anything of it is used: its
+    pickle builds nothing but ALLOWED_GLOBALS and expands to no more than a checkpoint
+    holds (check_expansion) before paddle.load reads the same bytes; it holds `keys` with
+    values of their types; its digest matches; its config gets the defaults of options it
+    predates, and its model_args are ModelConfig's (from its config, if it predates them).
+    Raises a one-line CheckpointError otherwise. Its options are not judged here (see
+    config.saved_options_problem), nor compared with a model (see check)."""
     if not os.path.isfile(path):
         raise CheckpointError(f"no checkpoint at {path}: train first (python main.py) "
                               f"or check --ckpt_dir, --best and the model options")
     try:
         with open(path, "rb") as f:
             data = f.read()
-        CheckedUnpickler(io.BytesIO(data), encoding="latin1").load()
+        check_expansion(CheckedUnpickler(io.BytesIO(data), encoding="latin1").load(), len(data))
         state = paddle.load(io.BytesIO(data))
     except Exception as err:  # a damaged or foreign file raises many kinds
-        reason = f": {err}" if isinstance(err, ForbiddenGlobal) else ""
+        reason = f": {err}" if isinstance(err, (ForbiddenGlobal, Oversized)) else ""
         raise CheckpointError(f"{path}: not a RAM-Paddle checkpoint, or damaged "
                               f"({type(err).__name__}{reason}); delete it or retrain") from None
     missing = [key for key in keys if not isinstance(state, dict) or key not in state]
     if missing or not isinstance(state["config"], dict) or not isinstance(state["model"], dict):
         raise CheckpointError(f"{path}: not a whole RAM-Paddle checkpoint (it lacks "
                               f"{', '.join(missing) or 'a model or config dict'})")
+    state[UNVOUCHED] = digest_problem(state)  # of the file as it is, before defaults fill in
+    problem = field_problem(state)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}; delete it or retrain")
     state["config"] = saved = {**OPTION_DEFAULTS, **state["config"]}
     absent = [name for name in MODEL_OPTIONS + TASK_OPTIONS if name not in saved]
     if absent:
@@ -138,6 +212,46 @@ def read(path, keys=TEST_KEYS):
         raise CheckpointError(f"{path}: its model options are not RAM-Paddle's "
                               f"({type(err).__name__}: {err})") from None
     return state
+
+
+def digest_problem(state):
+    """Why state's digests do not vouch for it, or None: a checkpoint of today's format
+    (with model_args) needs STATE_DIGEST, an older one at least the weights' DIGEST."""
+    if "model_args" in state and STATE_DIGEST not in state:
+        return f"it has no {STATE_DIGEST} digest, which every checkpoint of its format has"
+    if DIGEST not in state and STATE_DIGEST not in state:
+        return ("it has no digest (checkpoints from before 2026-11-22 had none): its bytes "
+                "cannot be trusted")
+    if DIGEST in state and state[DIGEST] != weights_digest(state["model"]):
+        return "its weights are not those it was saved with (damaged bytes)"
+    if STATE_DIGEST in state and state[STATE_DIGEST] != state_digest(state):
+        return "its contents are not those it was saved with (damaged bytes: its digest differs)"
+    return None
+
+
+def field_problem(state):
+    """The first of state's fields besides the weights and options that does not hold
+    what the code stores there, or None."""
+    def whole(value):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    rng = state.get("rng_state")
+    if not whole(state.get("epoch")):
+        return f"its epoch is {state.get('epoch')!r}, not a count of epochs"
+    if not (isinstance(state.get("best_valid_acc"), float) and -1 <= state["best_valid_acc"] <= 100):
+        return f"its best_valid_acc is {state.get('best_valid_acc')!r}, not a percentage"
+    if not (isinstance(rng, list) and rng
+            and all(type(item).__name__ == "GeneratorState" for item in rng)):
+        return f"its rng_state is {str(rng)[:40]!r}, not Paddle's RNG state"
+    if "counter" in state and not whole(state["counter"]):
+        return f"its counter is {state['counter']!r}, not a count of epochs"
+    if "optimizer" in state and not isinstance(state["optimizer"], dict):
+        return "its optimizer state is not a dict"
+    if state.get("data") is not None and not isinstance(state["data"], str):
+        return f"its data digest is {state['data']!r}, not a digest"
+    if "processes" in state and not (whole(state["processes"]) and state["processes"] >= 1):
+        return f"its processes are {state['processes']!r}, not a count of processes"
+    return None
 
 
 def check(state, path, config, model):
@@ -155,9 +269,7 @@ def check(state, path, config, model):
         raise CheckpointError(f"{path} was trained with other model or data options: "
                               + ", ".join(differing))
     expected = model.state_dict()
-    problem = weights_problem(state["model"], expected)
-    if not problem and DIGEST in state and state[DIGEST] != weights_digest(state["model"]):
-        problem = "its weights are not those it was saved with (damaged bytes)"
+    problem = weights_problem(state["model"], expected) or state[UNVOUCHED]
     if problem:
         raise CheckpointError(f"{path}: {problem}; delete it or retrain")
     # A published checkpoint's float16 weights (weights_only), in the model's float32.
@@ -171,16 +283,16 @@ def load(path, config, model, keys=TEST_KEYS):
     return check(read(path, keys), path, config, model)
 
 
-def load_model(path, retina_method="auto"):
-    """The model a checkpoint holds, built from the options it carries and checked, for
-    tools given a checkpoint alone (export_model.py, align.py). Returns the model, the
-    checkpoint's options (a Namespace, as main.py's) and the checkpoint."""
-    state = read(path)
+def model_of(state, path, retina_method="auto"):
+    """The model a checkpoint (read's, its options judged: config.read_checkpoint) holds,
+    built from the options it carries and checked, for tools given a checkpoint alone
+    (export_model.py). Returns the model and the checkpoint's options (a Namespace, as
+    main.py's)."""
     options = {**state["config"], **state["model_args"], "retina_method": retina_method}
     model = build_model(ModelConfig.from_options(options))
     check(state, path, options, model)
     model.set_state_dict(state["model"])
-    return model, argparse.Namespace(**options), state
+    return model, argparse.Namespace(**options)
 
 
 def weights_problem(weights, expected):

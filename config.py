@@ -25,6 +25,9 @@ MAX_PATCH = 1024  # pixels on a side of the widest patch, g * s^(k - 1)
 MAX_EVAL_BATCH = 16384  # images in one evaluation batch, M * batch_size
 MAX_CANVAS = 200  # pixels on a side: 70,000 canvases of 200x200 take 2.8 GB
 MAX_SEED = 2**32 - 1  # NumPy's seeds
+MAX_WEIGHTS = 2**27  # a model's weights: 0.5 GB in float32, 2 GB with Adam's moments and gradients
+MAX_CLIP = 1e6  # a larger --clip_grad_norm overflows float32 when squared (and clips nothing)
+MAX_NAME = 200  # characters of a run's name: its files' names must stay under 255
 
 def str2bool(value):
     if isinstance(value, bool):
@@ -198,8 +201,9 @@ def check(config):
     if config.train_paths * config.batch_size > MAX_EVAL_BATCH:
         return (f"--train_paths x --batch_size, the episodes of one training step, must be at "
                 f"most {MAX_EVAL_BATCH}, got {config.train_paths} x {config.batch_size}")
-    if not (config.clip_grad_norm >= 0 and math.isfinite(config.clip_grad_norm)):
-        return f"--clip_grad_norm must be 0 (off) or positive, got {config.clip_grad_norm}"
+    if not 0 <= config.clip_grad_norm <= MAX_CLIP:
+        return (f"--clip_grad_norm must be 0 (off) or positive, at most {MAX_CLIP:g}, got "
+                f"{config.clip_grad_norm}")
     if config.M * config.batch_size > MAX_EVAL_BATCH:
         return (f"--M x --batch_size, the images of one evaluation batch, must be at most "
                 f"{MAX_EVAL_BATCH}, got {config.M} x {config.batch_size}")
@@ -230,6 +234,16 @@ def check(config):
         return f"--model conv's 10x10 filters need --image_size 10 or more, got {config.image_size}"
     if config.random_glimpses and config.model != "ram":
         return "--random_glimpses is RAM's (--model ram)"
+    if config.model == "fc":
+        weights = config.channels * config.image_size**2 * config.fc_hidden + config.fc_hidden**2
+        if weights > MAX_WEIGHTS:
+            return (f"--model fc with --fc_hidden {config.fc_hidden} on {config.channels}x"
+                    f"{config.image_size}x{config.image_size} images has {weights:,} weights, more "
+                    f"than this machine trains ({MAX_WEIGHTS:,}): lower --fc_hidden or --image_size")
+    if len(model_name(config)) > MAX_NAME:
+        return (f"the run's name, {model_name(config)[:40]}..., is {len(model_name(config))} "
+                f"characters long, which its files' names cannot be (at most {MAX_NAME}): give "
+                f"its data a shorter folder name")
     if config.use_gpu is None:
         config.use_gpu = paddle.device.is_compiled_with_cuda()
     if config.use_gpu and not paddle.device.is_compiled_with_cuda():
@@ -253,6 +267,43 @@ def writes_into_results(option, path):
     return None
 
 
+def saved_options_problem(options):
+    """Why a checkpoint's saved options (a dict: its config with its model_args) cannot be
+    main.py's, in one line, or None: an option of another type than main.py's, outside
+    its choices, or one that check refuses. argparse judges only what a user types;
+    these were read from a file that may have been damaged or crafted."""
+    actions = {action.dest: action for action in parser._actions}
+    for name, value in options.items():
+        action = actions.get(name)
+        if action is None or value is None or action.default is argparse.SUPPRESS:
+            continue
+        kind = {str2bool: bool, None: str}.get(action.type, action.type)
+        fits = (isinstance(value, bool) if kind is bool
+                else isinstance(value, (int, float)) and not isinstance(value, bool)
+                if kind is float else isinstance(value, kind) and not isinstance(value, bool))
+        if not fits:
+            return f"its option --{name} is {value!r}, not a {kind.__name__}"
+        if action.choices and value not in action.choices:
+            return f"its option --{name} is {value!r}, not one of {', '.join(action.choices)}"
+    classes = options.get("classes")
+    if not (isinstance(classes, list) and len(classes) >= 2 and len(set(classes)) == len(classes)
+            and all(isinstance(name, str) for name in classes)):
+        return f"its classes, {str(classes)[:60]}, are not two or more distinct names"
+    saved = argparse.Namespace(**{**vars(parser.parse_args([])), **options, "use_gpu": False})
+    reason = check(saved)
+    return f"its options cannot be main.py's: {reason}" if reason else None
+
+
+def read_checkpoint(path):
+    """checkpoint.read, then its options judged as main.py's (saved_options_problem):
+    for a checkpoint whose options become a run's (--checkpoint, export_model.py)."""
+    state = checkpoint.read(path)
+    problem = saved_options_problem({**state["config"], **state["model_args"]})
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
+    return state
+
+
 def get_config(argv=None):
     """The options of argv (see parse)."""
     return parse(argv)[0]
@@ -273,7 +324,7 @@ def parse(argv=None):
             parser.error(f"--checkpoint {config.checkpoint}: not a readable RAM-Paddle checkpoint "
                          f"(no such file)")
         try:
-            state = checkpoint.read(config.checkpoint)
+            state = read_checkpoint(config.checkpoint)
         except CheckpointError as err:
             parser.error(f"--checkpoint {err}")
         options = {**state["config"], **state["model_args"]}

@@ -95,14 +95,27 @@ IMAGE_EXTENSIONS = paddle.vision.datasets.folder.IMG_EXTENSIONS
 
 def read_image(path, channels, size):
     """An image file (PNG, JPEG, ...) as uint8 (channels, size, size): converted to
-    gray (channels 1) or RGB (3), and resized bilinearly if it is not size x size."""
+    gray (channels 1) or RGB (3), and resized bilinearly if it is not size x size.
+    A 16-bit image is scaled to 8 bits (65535 to 255), not clipped; an image with
+    transparent pixels is refused, since they have no gray or colour to read."""
     try:
         with Image.open(path) as image:
+            if image.mode.startswith("I"):  # 16- or 32-bit integer gray
+                wide = np.asarray(image, np.float64) / (257 if image.mode.startswith("I;16")
+                                                        else max(1, np.asarray(image).max() / 255))
+                image = Image.fromarray(np.clip(np.rint(wide), 0, 255).astype(np.uint8))
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                alpha = np.asarray(image.convert("RGBA"))[..., 3]
+                if alpha.min() < 255:
+                    raise DataError(f"{path}: has transparent pixels, which hold no gray or "
+                                    f"colour to read; flatten it onto the background you mean "
+                                    f"first (e.g. white: PIL's Image.alpha_composite)")
             image = image.convert("L" if channels == 1 else "RGB")
             if image.size != (size, size):
                 image = image.resize((size, size), Image.BILINEAR)
             pixels = np.asarray(image, np.uint8)
-    except (OSError, ValueError) as err:  # missing, not an image, truncated
+    except (OSError, ValueError, Image.DecompressionBombError) as err:  # missing, not an image,
+        # truncated, or more pixels than PIL will decode
         raise DataError(f"{path}: not a readable image ({type(err).__name__}: {err})") from None
     return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
 
@@ -123,11 +136,35 @@ def folder_classes(data_dir):
     if not os.path.isdir(root):
         raise DataError(f"{root}: missing. --dataset folder reads <data_dir>/train/<class>/<image> "
                         f"(see README, 'Your own images')")
-    classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    classes = class_folders(root)
     if len(classes) < 2:
         raise DataError(f"{root} holds {len(classes)} class folder(s): a classifier needs at "
                         f"least 2, as {root}/<class>/<image>")
     return classes
+
+
+def class_folders(root):
+    """The sorted names of root's sub-folders that are classes: not hidden ones, such as
+    .ipynb_checkpoints or .git."""
+    return sorted(entry.name for entry in os.scandir(root)
+                  if entry.is_dir() and not entry.name.startswith("."))
+
+
+def image_files(folder):
+    """The image files below folder, sorted: links followed, but each folder and file once
+    (a link that loops back is not walked again), hidden ones skipped."""
+    seen_folders, seen_files, files = set(), set(), []
+    for parent, subfolders, names in os.walk(folder, followlinks=True):
+        seen_folders.add(os.path.realpath(parent))
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith(".")
+                               and os.path.realpath(os.path.join(parent, name)) not in seen_folders)
+        for name in names:
+            path = os.path.join(parent, name)
+            if (not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+                    and os.path.realpath(path) not in seen_files and os.path.isfile(path)):
+                seen_files.add(os.path.realpath(path))
+                files.append(path)
+    return sorted(files)
 
 
 class Folder(NamedTuple):
@@ -146,18 +183,18 @@ def load_folder(data_dir, split, folder):
     if not os.path.isdir(root):
         raise DataError(f"{root}: missing. Testing on an image folder reads "
                         f"{root}/<class>/<image>, with the class folders of its train/")
-    found = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    found = class_folders(root)
     if found != list(folder.classes):
         raise DataError(f"{root} holds the classes {found}, but the model's are "
                         f"{list(folder.classes)}")
-    try:
-        dataset = paddle.vision.datasets.DatasetFolder(
-            root, loader=lambda path: read_image(path, folder.channels, folder.image_size),
-            extensions=IMAGE_EXTENSIONS)
-    except RuntimeError:  # DatasetFolder's "Found 0 files"
-        raise DataError(f"{root} holds no images ({', '.join(IMAGE_EXTENSIONS)})") from None
-    images = np.stack([dataset[i][0] for i in range(len(dataset))])
-    labels = np.array([target for _, target in dataset.samples], np.int64)
+    # Not paddle.vision's DatasetFolder: it walks a link that loops back again and again
+    # (a class counted ~40 times) and takes hidden folders for classes.
+    samples = [(path, label) for label, name in enumerate(folder.classes)
+               for path in image_files(os.path.join(root, name))]
+    if not samples:
+        raise DataError(f"{root} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    images = np.stack([read_image(path, folder.channels, folder.image_size) for path, _ in samples])
+    labels = np.array([label for _, label in samples], np.int64)
     return images, labels
 
 
@@ -372,6 +409,13 @@ def _loader(dataset, batch_size, num_workers, sampler=None):
     return paddle.io.DataLoader(dataset, batch_sampler=batches, num_workers=num_workers)
 
 
+def data_digest(images, labels):
+    """A short digest of the images and labels a run's split is made of."""
+    digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
+    digest.update(np.ascontiguousarray(labels).tobytes())
+    return f"{len(labels)} images, sha256 {digest.hexdigest()[:16]}"
+
+
 def get_train_valid_loaders(data_dir, batch_size, random_seed, valid_size=0.1, shuffle=True,
                             num_workers=0, train_subset=0, canvases=None, cache_dir=None,
                             folder=None):
@@ -389,6 +433,9 @@ def get_train_valid_loaders(data_dir, batch_size, random_seed, valid_size=0.1, s
         images, labels = load_mnist(data_dir, "train")
     if train_subset:
         images, labels = images[:train_subset], labels[:train_subset]
+    # What the split is made of (the digits, for canvases made from them): a run resumed
+    # on other data would train on images it had validated on (see Trainer.restore).
+    source = digits[:len(labels)] if canvases else images
     train_idx, valid_idx = train_valid_split(len(labels), valid_size, random_seed)
     if len(valid_idx) == 0 or len(train_idx) == 0:
         raise DataError(f"--valid_size {valid_size} of {len(labels)} images leaves "
@@ -400,6 +447,7 @@ def get_train_valid_loaders(data_dir, batch_size, random_seed, valid_size=0.1, s
     else:
         train = ArrayDataset(images[train_idx], labels[train_idx])
         valid = ArrayDataset(images[valid_idx], labels[valid_idx])
+    train.source_digest = data_digest(source, labels)
     sampler = None
     if shuffle:
         sampler = EpochShuffler(len(train), random_seed, paddle.distributed.get_rank(),

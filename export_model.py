@@ -13,6 +13,8 @@ networks, the policy's sampling and the averaging of --M glimpse paths, as
 centre and follows the policy's mean locations instead (one path: the same answer
 every call).
 """
+import glob
+import hashlib
 import json
 import os
 import sys
@@ -25,13 +27,15 @@ import paddle  # noqa: E402
 import paddle.nn as nn  # noqa: E402
 import paddle.nn.functional as F  # noqa: E402
 
-from checkpoint import TASK_OPTIONS, CheckpointError, load_model  # noqa: E402
-from config import LIMITS, OneLineParser, writes_into_results  # noqa: E402
+from checkpoint import TASK_OPTIONS, CheckpointError, model_of  # noqa: E402
+from config import LIMITS, OneLineParser, read_checkpoint, writes_into_results  # noqa: E402
 from model import MODEL_OPTIONS  # noqa: E402
-from utils import atomic_write_text  # noqa: E402
+from utils import atomic_write_text, exit_on_signals  # noqa: E402
 
 OUTPUTS = ["log_probas", "probabilities", "locations"]  # the graph's outputs, in order
-FORMAT = "RAM-Paddle inference model 1"
+MODEL_FILES = ("inference.json", "inference.pdiparams")  # paddle.jit.save's graph and weights
+# 2: ram.json holds the digests of MODEL_FILES (format 1, without them, is refused).
+FORMAT = "RAM-Paddle inference model 2"
 
 
 class Episodes(nn.Layer):
@@ -80,7 +84,8 @@ class Predictor(Episodes):
 def export(checkpoint, output, M=10, deterministic=False, draws_as_inputs=False):
     """Write the inference model of `checkpoint` into the folder `output` (see
     save_inference_model). Returns ram.json's dict."""
-    model, config, state = load_model(checkpoint, retina_method="paddle")
+    state = read_checkpoint(checkpoint)
+    model, config = model_of(state, checkpoint, retina_method="paddle")
     return save_inference_model(model, config, output, M, deterministic, draws_as_inputs,
                                 checkpoint=checkpoint, epoch=state["epoch"])
 
@@ -102,13 +107,37 @@ def save_inference_model(model, config, output, M=10, deterministic=False, draws
     else:
         layer = Predictor(model, M, deterministic)
     os.makedirs(output, exist_ok=True)
-    paddle.jit.save(paddle.jit.to_static(layer, input_spec=spec, full_graph=True),
-                    os.path.join(output, "inference"), input_spec=spec)
-    info = {"format": FORMAT, **about, "M": layer.M, "deterministic": deterministic,
-            "inputs": [s.name for s in spec], "outputs": OUTPUTS,
-            **{name: getattr(config, name) for name in MODEL_OPTIONS + TASK_OPTIONS}}
-    atomic_write_text(json.dumps(info, indent=2) + "\n", os.path.join(output, "ram.json"))
+    # The graph and weights are traced into temporary files, then each renamed into place,
+    # and ram.json, with their digests, goes last: a folder whose export was cut short
+    # keeps its old files or fails its digests (infer.py refuses it), never predicts wrong.
+    staged = os.path.join(output, f".inference.tmp{os.getpid()}")
+    try:
+        paddle.jit.save(paddle.jit.to_static(layer, input_spec=spec, full_graph=True), staged,
+                        input_spec=spec)
+        files = {}
+        for name in MODEL_FILES:
+            with open(staged + os.path.splitext(name)[1], "rb") as f:
+                os.fsync(f.fileno())
+            files[name] = file_digest(staged + os.path.splitext(name)[1])
+        info = {"format": FORMAT, **about, "M": layer.M, "deterministic": deterministic,
+                "inputs": [s.name for s in spec], "outputs": OUTPUTS, "files": files,
+                **{name: getattr(config, name) for name in MODEL_OPTIONS + TASK_OPTIONS}}
+        for name in MODEL_FILES:
+            os.replace(staged + os.path.splitext(name)[1], os.path.join(output, name))
+        atomic_write_text(json.dumps(info, indent=2) + "\n", os.path.join(output, "ram.json"))
+    finally:
+        for leftover in glob.glob(staged + ".*"):
+            os.remove(leftover)
     return info
+
+
+def file_digest(path):
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def main(argv=None):
@@ -125,10 +154,15 @@ def main(argv=None):
     if refusal := writes_into_results("--output", args.output):
         parser.error(refusal)
     paddle.set_device("cpu")  # the graph runs anywhere; tracing it needs no GPU
+    exit_on_signals("the folder keeps its earlier export or fails its digests, which infer.py "
+                    "checks")
     try:
         info = export(args.checkpoint, args.output, args.M, args.deterministic)
     except CheckpointError as err:
         sys.exit(f"[!] {err}")
+    except OSError as err:
+        sys.exit(f"[!] could not write the model into {args.output} ({err.strerror or err}: "
+                 f"{err.filename or args.output}); its earlier export, if any, is whole")
     print(f"[*] Exported {args.checkpoint} (epoch {info['epoch']}, {info['dataset']} "
           f"{info['image_size']}x{info['image_size']}, M={info['M']}"
           f"{', deterministic' if args.deterministic else ''}) to {args.output}/inference.json")

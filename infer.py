@@ -27,10 +27,14 @@ import paddle  # noqa: E402
 import paddle.inference  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from config import OneLineParser, str2bool  # noqa: E402
+from config import (LIMITS, OneLineParser, saved_options_problem, str2bool,  # noqa: E402
+                    writes_into_results)
 from data_loader import (IMAGE_EXTENSIONS, DataError, prepare, read_image,  # noqa: E402
                          resize_images)
-from export_model import FORMAT, OUTPUTS  # noqa: E402
+from export_model import FORMAT, MODEL_FILES, OUTPUTS, file_digest  # noqa: E402
+from utils import atomic_write, exit_on_signals  # noqa: E402
+
+MIN_SIDE = 4  # pixels: smaller arrays are refused (an (N, H, W, C) array would pass as NCHW)
 
 
 class InferError(Exception):
@@ -48,16 +52,26 @@ def read_model_info(model_dir):
                          f"python export_model.py --checkpoint PATH --output {model_dir}") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT or info.get("outputs") != OUTPUTS:
         raise InferError(f"{path}: not a model of this export_model.py; export it again")
-    for name in ("inference.json", "inference.pdiparams"):
-        if not os.path.isfile(os.path.join(model_dir, name)):
-            raise InferError(f"{os.path.join(model_dir, name)}: missing; export the model again")
+    problem = saved_options_problem({key: value for key, value in info.items()
+                                     if key not in ("checkpoint", "epoch")})
+    if problem:
+        raise InferError(f"{path}: {problem}; export the model again")
+    files = info.get("files") if isinstance(info.get("files"), dict) else {}
+    for name in MODEL_FILES:
+        file = os.path.join(model_dir, name)
+        if not os.path.isfile(file):
+            raise InferError(f"{file}: missing; export the model again")
+        if files.get(name) != file_digest(file):
+            raise InferError(f"{file} is not the file {path} describes (an export cut short, "
+                             f"or damaged bytes); export the model again")
     return info
 
 
 def array_images(path, channels, size):
     """The uint8 images (N, channels, size, size) of an .npz (`images`) or .npy file."""
     try:
-        loaded = np.load(path, allow_pickle=False)
+        # An .npy is mapped, not read: a header that claims more than the file holds fails here.
+        loaded = np.load(path, mmap_mode="r", allow_pickle=False)
         if isinstance(loaded, np.ndarray):
             images = loaded
         else:  # an .npz archive
@@ -68,9 +82,16 @@ def array_images(path, channels, size):
                 images = loaded["images"]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise InferError(f"{path}: not a readable .npz or .npy file ({type(err).__name__})") from None
+    except MemoryError:
+        raise InferError(f"{path}: its header claims more images than this machine's memory "
+                         f"holds") from None
     if images.dtype != np.uint8 or images.ndim not in (3, 4) or 0 in images.shape:
         raise InferError(f"{path}: images must be uint8 (N, H, W) or (N, C, H, W), 0-255; "
                          f"got {images.dtype} {images.shape}")
+    if min(images.shape[-2:]) < MIN_SIDE:
+        raise InferError(f"{path}: images of {images.shape[-2]}x{images.shape[-1]} pixels; they "
+                         f"must be at least {MIN_SIDE}x{MIN_SIDE}, as (N, H, W) or (N, C, H, W) "
+                         f"(an (N, H, W, C) array must be transposed first)")
     if images.ndim == 3:
         images = images[:, None]
     if images.shape[1] not in (1, 3):
@@ -91,7 +112,7 @@ def gather_images(sources, channels, size):
     for source in sources:
         if os.path.isdir(source):
             files = sorted(entry.path for entry in os.scandir(source)
-                           if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS))
+                           if is_image_file(entry))
             if not files:
                 raise InferError(f"{source} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
         elif source.endswith((".npz", ".npy")):
@@ -104,6 +125,16 @@ def gather_images(sources, channels, size):
         names += files
         batches.append(np.stack([read_image(path, channels, size) for path in files]))
     return names, np.concatenate(batches)
+
+
+def is_image_file(entry):
+    """Whether a folder's entry is an image file to read: not hidden, an image's
+    extension, a file (a link that loops or leads nowhere is none)."""
+    try:
+        return (not entry.name.startswith(".") and entry.name.lower().endswith(IMAGE_EXTENSIONS)
+                and entry.is_file())
+    except OSError:
+        return False
 
 
 def make_predictor(model_dir, threads, onednn, use_gpu):
@@ -148,15 +179,30 @@ def predict(predictor, images):
             for name, fetch in zip(OUTPUTS, predictor.get_output_names())}
 
 
+def glimpses_problem(out, sources, model_dir):
+    """Why --glimpses `out` must not be written, or None: it must be a .gif, and neither
+    an input, nor in the model's folder, nor under results/."""
+    if not out.lower().endswith(".gif"):
+        return f"--glimpses {out}: name a .gif file"
+    real = os.path.realpath(out)
+    if any(real == os.path.realpath(source) or os.path.dirname(real) == os.path.realpath(source)
+           for source in sources):
+        return f"--glimpses {out} is one of --images or in one of their folders: name another file"
+    if os.path.dirname(real) == os.path.realpath(model_dir):
+        return f"--glimpses {out} is in the model's folder {model_dir}: name a file elsewhere"
+    return writes_into_results("--glimpses", out)
+
+
 def draw_glimpses(info, image, locations, predicted, out):
-    """A GIF of one image's glimpses (plot_glimpses.glimpse_gif)."""
+    """A GIF of one image's glimpses (plot_glimpses.glimpse_gif), written atomically."""
     from retina import Retina
     from plot_glimpses import glimpse_gif
     saved = {"images": image[None], "locations": locations[None], "predicted": [predicted],
              "standardised": info["dataset"] == "mnist"}
     retina = Retina(info["patch_size"], info["num_patches"], info["glimpse_scale"])
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    glimpse_gif(saved, retina, out, fps=1.5, title=os.path.basename(out))
+    atomic_write(out, lambda tmp: glimpse_gif(saved, retina, tmp, fps=1.5,
+                                              title=os.path.basename(out)))
 
 
 def main(argv=None):
@@ -175,21 +221,34 @@ def main(argv=None):
     parser.add_argument("--glimpses", default=None, metavar="OUT.gif",
                         help="draw the first image's glimpses into this GIF")
     args = parser.parse_args(argv)
-    if not 1 <= args.batch_size <= 4096 or args.threads < 0:
-        parser.error("--batch_size must be 1 to 4096 and --threads not negative")
+    if not 1 <= args.batch_size <= 4096 or not 0 <= args.threads <= LIMITS["num_threads"]:
+        parser.error(f"--batch_size must be 1 to 4096 and --threads 0 to "
+                     f"{LIMITS['num_threads']}")
+    if args.glimpses and (problem := glimpses_problem(args.glimpses, args.images, args.model_dir)):
+        parser.error(problem)
     use_gpu = paddle.device.is_compiled_with_cuda() if args.use_gpu is None else args.use_gpu
     if use_gpu and not paddle.device.is_compiled_with_cuda():
         parser.error("--use_gpu=True but this Paddle has no CUDA")
+    exit_on_signals("no file was written")  # the GIF, last, is written atomically
     try:
         info = read_model_info(args.model_dir)
         names, images = gather_images(args.images, info["channels"], info["image_size"])
     except (InferError, DataError) as err:
         sys.exit(f"[!] {err}")
     prepared = prepare(images, info["dataset"])
-    predictor = make_predictor(args.model_dir, args.threads or usable_cores(), args.onednn, use_gpu)
+    try:
+        predictor = make_predictor(args.model_dir, args.threads or usable_cores(), args.onednn,
+                                   use_gpu)
+    except Exception as err:  # Paddle Inference's C++ errors on a graph it cannot load
+        sys.exit(f"[!] {args.model_dir}: Paddle Inference cannot load the model "
+                 f"({type(err).__name__}); export it again")
     first = None
     for start in range(0, len(prepared), args.batch_size):
         outputs = predict(predictor, prepared[start:start + args.batch_size])
+        if outputs["probabilities"].shape[1:] != (len(info["classes"]),):
+            sys.exit(f"[!] {args.model_dir}: the graph gives {outputs['probabilities'].shape[1:]} "
+                     f"probabilities an image, not one per class of ram.json "
+                     f"({len(info['classes'])}); export the model again")
         for name, probabilities in zip(names[start:], outputs["probabilities"]):
             print(json.dumps({"image": name, "class": info["classes"][int(probabilities.argmax())],
                               "probabilities": [round(float(p), 6) for p in probabilities]}),
@@ -197,7 +256,11 @@ def main(argv=None):
         first = first or outputs
     if args.glimpses:
         predicted = info["classes"][int(first["probabilities"][0].argmax())]
-        draw_glimpses(info, prepared[0], first["locations"][0], predicted, args.glimpses)
+        try:
+            draw_glimpses(info, prepared[0], first["locations"][0], predicted, args.glimpses)
+        except OSError as err:
+            sys.exit(f"[!] could not write {args.glimpses} ({err.strerror or err}); the "
+                     f"predictions are the lines above")
         print(f"[*] Glimpses of {names[0]}: {args.glimpses}", file=sys.stderr)
 
 

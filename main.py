@@ -17,7 +17,7 @@ if __name__ == "__main__":  # first, so that Paddle's import and handlers print 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)
 
-from utils import PipeSafeStream, before_paddle, usable_cores  # noqa: E402
+from utils import PipeSafeStream, before_paddle, die_with_parent, usable_cores  # noqa: E402
 
 before_paddle()
 import paddle  # noqa: E402
@@ -37,6 +37,7 @@ def main(config, tested=None):
     else:
         paddle.set_device("cpu")
     if processes > 1:
+        die_with_parent()  # the launcher's death, even by kill -9, stops this worker too
         paddle.distributed.init_parallel_env()
     # The cores are shared among the processes of a data-parallel run.
     config.num_threads = config.num_threads or max(1, usable_cores() // processes)

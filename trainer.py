@@ -246,6 +246,7 @@ class Trainer:
         self.start_epoch, self.best_valid_acc, self.counter = 0, -1.0, 0
         self.signals = StopSignals()  # SIGINT or SIGTERM, once one has arrived
         self.selected_test = None  # (epoch, test error) of the best checkpoint, once tested
+        self.data = None  # what the training split is made of (data_loader.data_digest)
 
     def ckpt_path(self, best):
         suffix = "model_best" if best else "ckpt"
@@ -260,6 +261,8 @@ class Trainer:
             "counter": self.counter,
             "rng_state": paddle.get_rng_state(),
             "config": vars(self.config),
+            "data": self.data,
+            "processes": paddle.distributed.get_world_size(),
         }
         # The best first: a kill or a full disk between the two writes then leaves the
         # last checkpoint of the epoch before, and resuming from it repeats this epoch
@@ -287,6 +290,18 @@ class Trainer:
             if changed:
                 raise CheckpointError(f"{path} was trained on another split of the images: "
                                       + ", ".join(changed))
+            if None not in (state.get("data"), self.data) and state["data"] != self.data:
+                raise CheckpointError(f"{path} was trained on other data ({state['data']}) than "
+                                      f"--data_dir {self.config.data_dir} holds now ({self.data}): "
+                                      f"resuming would train on images it validated on; resume "
+                                      f"on the data it began with, or start afresh")
+            if state.get("data") is None and self.data is not None:
+                self.say(f"[!] {path} predates the digest of its data: the data are not checked")
+            processes = paddle.distributed.get_world_size()
+            if state.get("processes", processes) != processes:
+                self.say(f"[!] {path} was trained in {state['processes']} processes, resumed in "
+                         f"{processes}: each step now averages {processes} x --batch_size "
+                         f"{self.config.batch_size} images, not {state['processes']} x")
             schedule = saved["lr_schedule"]
             if schedule != self.config.lr_schedule:
                 raise CheckpointError(f"{path} was trained with --lr_schedule {schedule}: "
@@ -306,6 +321,7 @@ class Trainer:
         The output folders are this run's alone meanwhile (see RunFiles), and a signal
         stops it after the current step (see StopSignals)."""
         config = self.config
+        self.data = getattr(train_loader.dataset, "source_digest", None)
         if config.resume:
             path = self.restore(config.best)
             self.say(f"[*] Resuming from {path} after epoch {self.start_epoch} "

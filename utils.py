@@ -176,3 +176,33 @@ def sum_over_processes(*numbers):
     total = paddle.to_tensor(numbers, dtype="float64")
     paddle.distributed.all_reduce(total)
     return tuple(total.tolist())
+
+
+def exit_on_signals(consequence):
+    """Make SIGINT and SIGTERM end this tool at once with one line on stderr, which says
+    what the stop leaves (`consequence`), instead of a traceback (KeyboardInterrupt) or
+    Paddle's dump of a fatal error. Call it after `import paddle`, which installs its own."""
+    import signal
+
+    def stop(signum, frame):
+        os.write(2, f"[!] stopped by {signal.Signals(signum).name}; {consequence}\n".encode())
+        os._exit(128 + signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+
+
+def die_with_parent():
+    """Have the kernel send this process SIGTERM when its parent dies (Linux's
+    PR_SET_PDEATHSIG), which stops a run after its current step: a data-parallel worker
+    then ends with its launcher, even one killed with -9, rather than train on alone.
+    Returns whether it applied."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:  # not glibc: not Linux, nothing known to do
+        return False
+    pr_set_pdeathsig = 1
+    return libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0) == 0

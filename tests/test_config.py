@@ -146,3 +146,27 @@ def test_no_run_writes_into_results(option, folder, capsys, monkeypatch):
         get_config([option, folder, "--use_gpu=False"])
     assert f"{option} {folder} is inside results/, which holds the published results" \
         in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,reason", [
+    (["--dataset", "folder", "--model", "fc", "--fc_hidden", "65536", "--channels", "3",
+      "--image_size", "200"], "more than this machine trains"),
+    (["--clip_grad_norm", "1e308"], "at most 1e+06"),
+])
+def test_options_past_this_machine_are_refused_before_they_fail(argv, reason, tmp_path, capsys):
+    """D6, D8: 31 GB of fc weights; a clipping norm whose square overflows float32."""
+    os.makedirs(tmp_path / "train" / "a")
+    os.makedirs(tmp_path / "train" / "b")
+    with pytest.raises(SystemExit) as exit_info:
+        get_config(argv + ["--use_gpu=False", "--data_dir", str(tmp_path)])
+    assert exit_info.value.code == 2 and reason in capsys.readouterr().err
+
+
+def test_a_data_folder_too_long_a_name_for_its_files_is_refused(tmp_path, capsys):
+    """D6: the run's files (and folder lock) are named after the data's folder."""
+    root = tmp_path / ("x" * 240)
+    os.makedirs(root / "train" / "a")
+    os.makedirs(root / "train" / "b")
+    with pytest.raises(SystemExit) as exit_info:
+        get_config(["--dataset", "folder", "--data_dir", str(root), "--use_gpu=False"])
+    assert exit_info.value.code == 2 and "characters long" in capsys.readouterr().err

@@ -6,11 +6,12 @@ import numpy as np
 import paddle
 import pytest
 
+from checkpoint import model_of
+from config import read_checkpoint
 from data_loader import Canvases, get_test_loader, load_canvases, prepare, read_digits
 from export_model import export, main
 from infer import make_predictor, predict
 from tests.helpers import MNIST_DIR, ROOT, refusal
-from checkpoint import load_model
 
 MNIST_6 = os.path.join(ROOT, "results", "mnist", "ram_6_8x8_1", "model.pdparams")
 CLUTTERED_60 = os.path.join(ROOT, "results", "cluttered", "ram_8_12x12_2_cluttered60_d4_e250",
@@ -31,7 +32,7 @@ def test_exported_graph_gives_the_dygraph_log_probabilities_for_the_same_noise(
     l_0 = rng.uniform(-1, 1, (M * len(x), 2)).astype(np.float32)
     noise = rng.normal(size=(M * len(x), info["num_glimpses"], 2)).astype(np.float32)
 
-    model = load_model(checkpoint)[0]  # the CPU's own retina method
+    model = model_of(read_checkpoint(checkpoint), checkpoint)[0]  # the CPU's own retina method
     model.eval()
     with paddle.no_grad():
         log_probas, _, _, locations = model(paddle.to_tensor(x), paddle.to_tensor(l_0),
@@ -92,3 +93,26 @@ def test_export_refuses_in_one_line(tmp_path, capsys):
     junk.write_bytes(b"not a checkpoint")
     message = refusal(main, "--checkpoint", str(junk), "--output", str(tmp_path / "out"))
     assert "not a RAM-Paddle checkpoint, or damaged" in message
+
+
+def test_an_export_that_cannot_be_written_is_refused_in_one_line_and_keeps_the_one_before(
+        tmp_path, monkeypatch):
+    """D6, D2: --output on a file; and a full disk while tracing leaves the folder's
+    earlier export whole, its ram.json still matching its files."""
+    import errno
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    assert "could not write the model" in refusal(main, "--checkpoint", MNIST_6, "--output", str(a_file))
+    folder = str(tmp_path / "exported")
+    main(["--checkpoint", MNIST_6, "--output", folder])
+    before = {name: open(os.path.join(folder, name), "rb").read() for name in os.listdir(folder)}
+
+    def full_disk(layer, path, input_spec):
+        with open(path + ".pdiparams", "wb") as f:
+            f.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device", path + ".pdiparams")
+
+    monkeypatch.setattr(paddle.jit, "save", full_disk)
+    assert "No space left on device" in refusal(main, "--checkpoint", MNIST_6, "--output", folder)
+    assert {name: open(os.path.join(folder, name), "rb").read() for name in os.listdir(folder)} == before

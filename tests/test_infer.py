@@ -98,3 +98,101 @@ def test_bad_inputs_are_refused_in_one_line(tmp_path, model_dir):
                                              str(tmp_path / "broken.png"))
     assert "not a readable image" in refusal(main, "--model_dir", model_dir, "--images",
                                              str(tmp_path / "missing.png"))
+
+
+# ------------------------------------------------- issue 37: what infer.py refuses or survives
+
+def test_glimpses_never_overwrite_an_input_the_model_folder_or_results(model_dir, tmp_path):
+    """D1: --glimpses is a .gif outside the inputs, the model's folder and results/."""
+    digits, _ = read_digits(MNIST_DIR, "test")
+    folder = write_pngs(tmp_path / "digits", digits[:2])
+    gif_input = str(tmp_path / "digit.gif")
+    Image.fromarray(digits[0]).save(gif_input)
+    published = os.path.join(ROOT, "results", "figures", "glimpses_of_a_test.gif")
+    for images, out, reason in [
+            ([folder], os.path.join(folder, "000.png"), "name a .gif file"),
+            ([gif_input], gif_input, "one of --images"),
+            ([folder], os.path.join(folder, "new.gif"), "one of --images"),
+            ([folder], os.path.join(model_dir, "ram.gif"), "in the model's folder"),
+            ([folder], published, "inside results/")]:
+        before = {path: open(path, "rb").read() for path in (gif_input, os.path.join(model_dir, "ram.json"))}
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--model_dir", model_dir, "--images", *images, "--glimpses", out])
+        assert exit_info.value.code == 2, out
+        assert {path: open(path, "rb").read() for path in before} == before
+        assert not os.path.exists(published)
+    (tmp_path / "a_file").write_text("not a folder")
+    message = refusal(main, "--model_dir", model_dir, "--images", folder, "--glimpses",
+                      str(tmp_path / "a_file" / "first.gif"))
+    assert message.startswith("[!] could not write")
+
+
+def test_an_export_cut_short_or_damaged_is_refused_not_run(model_dir, tmp_path):
+    """D2: the graph of another export beside this ram.json (an export killed between its
+    writes), or a flipped byte in the weights, is refused in one line, never predicted with."""
+    digits, _ = read_digits(MNIST_DIR, "test")
+    folder = write_pngs(tmp_path / "digits", digits[:2])
+    canvas = str(tmp_path / "canvas")
+    export(os.path.join(ROOT, "results", "translated", "ram_4_12x12_2_translated60", "model.pdparams"),
+           canvas, M=2)
+    mixed = str(tmp_path / "mixed")
+    os.makedirs(mixed)
+    for name in ("inference.json", "inference.pdiparams"):
+        with open(os.path.join(canvas, name), "rb") as src, open(os.path.join(mixed, name), "wb") as dst:
+            dst.write(src.read())
+    with open(os.path.join(model_dir, "ram.json")) as src, open(os.path.join(mixed, "ram.json"), "w") as dst:
+        dst.write(src.read())
+    assert "is not the file" in refusal(main, "--model_dir", mixed, "--images", folder)
+    flipped = str(tmp_path / "flipped")
+    export(MNIST_6, flipped, M=2)
+    params = os.path.join(flipped, "inference.pdiparams")
+    data = bytearray(open(params, "rb").read())
+    data[len(data) // 2] ^= 0x40
+    open(params, "wb").write(bytes(data))
+    assert "is not the file" in refusal(main, "--model_dir", flipped, "--images", folder)
+
+
+def test_inputs_that_would_crash_or_hang_are_refused_in_one_line(model_dir, tmp_path, monkeypatch):
+    """D6: a decompression bomb, a header that claims 10^12 images, a symlink loop in a
+    folder, an absurd --threads: one line each, or survived."""
+    digits, _ = read_digits(MNIST_DIR, "test")
+    folder = write_pngs(tmp_path / "digits", digits[:2])
+    os.symlink("loop", os.path.join(folder, "loop.png"))  # a link to itself
+    lines = []
+    monkeypatch.setattr("builtins.print", lambda *args, **kw: lines.append(args))
+    main(["--model_dir", model_dir, "--images", folder])
+    assert len(lines) == 2  # the two digits; the loop skipped
+    monkeypatch.undo()
+    huge = str(tmp_path / "huge.npy")
+    with open(huge, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False,
+                                                 "shape": (10**12, 28, 28)})
+    assert "huge.npy" in refusal(main, "--model_dir", model_dir, "--images", huge)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # a 28x28 PNG is then a bomb
+    assert "DecompressionBombError" in refusal(main, "--model_dir", model_dir, "--images",
+                                               os.path.join(folder, "000.png"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model_dir", model_dir, "--images", folder, "--threads", "100000000000"])
+    assert exit_info.value.code == 2
+
+
+def test_16_bit_transparent_and_transposed_images_are_read_as_meant_or_refused(model_dir, tmp_path):
+    """D7: a 16-bit PNG is scaled to 8 bits (not clipped), a transparent one refused, an
+    (N, H, W, C) array with H = 3 refused rather than read as (N, C, H, W)."""
+    digit = read_digits(MNIST_DIR, "test")[0][0]
+    wide = str(tmp_path / "sixteen.png")
+    Image.fromarray(digit.astype(np.uint16) * 257).save(wide)
+    assert Image.open(wide).mode.startswith("I;16")
+    _, images = gather_images([wide], channels=1, size=28)
+    np.testing.assert_array_equal(images[0, 0], digit)
+    rgba = np.zeros((28, 28, 4), np.uint8)
+    rgba[..., 3] = 255 - digit  # black strokes on a transparent background
+    transparent = str(tmp_path / "transparent.png")
+    Image.fromarray(rgba, "RGBA").save(transparent)
+    assert "transparent pixels" in refusal(main, "--model_dir", model_dir, "--images", transparent)
+    rgba[..., 3] = 255
+    Image.fromarray(rgba, "RGBA").save(str(tmp_path / "opaque.png"))
+    assert gather_images([str(tmp_path / "opaque.png")], channels=1, size=28)[1].shape == (1, 1, 28, 28)
+    nhwc = str(tmp_path / "nhwc.npy")
+    np.save(nhwc, np.zeros((2, 3, 28, 3), np.uint8))  # N, H=3, W, C
+    assert "at least 4x4" in refusal(main, "--model_dir", model_dir, "--images", nhwc)

@@ -213,3 +213,37 @@ def test_nothing_published_is_ignored_by_git():
         pytest.skip("not a git checkout")
     for probe in ["results/logs/run.log", "results/mnist/ram_6_8x8_1/model.pdparams", "docs/x.md"]:
         assert subprocess.run(["git", "check-ignore", "-q", probe], cwd=ROOT).returncode == 1, probe
+
+
+# ---------------------------------------- issue 37: a run's data is part of what it resumes
+
+def test_resuming_on_other_data_is_refused_in_one_line(tmp_path):
+    """D3: images added to and removed from an image folder, or other IDX files, after an
+    epoch: resuming would train on images it validated on, so it is refused."""
+    root = write_image_folder(tmp_path / "shapes", per_class=(30, 5))
+    run = ["--dataset", "folder", "--data_dir", root, "--epochs", "2", "--num_threads", "1",
+           "--patch_size", "4", "--num_glimpses", "2", "--batch_size", "16"]
+    assert cli(tmp_path, *run[:-4], "--epochs", "1", *run[-4:]).returncode == 0
+    os.remove(os.path.join(root, "train", "bar", "0.png"))
+    write_image_folder(tmp_path / "more", per_class=(3, 0), seed=1)
+    os.rename(tmp_path / "more" / "train" / "dot" / "0.png", os.path.join(root, "train", "dot", "new.png"))
+    resumed = cli(tmp_path, *run, "--resume=True", "--best=False")
+    assert resumed.returncode == 1 and "was trained on other data" in resumed.stderr, resumed.stderr
+    assert resumed.stderr.strip().count("\n") == 0
+    other = write_fake_mnist(tmp_path / "other_mnist", num_train=200, num_test=20, seed=3)
+    mnist = ["--num_threads", "1", "--train_subset", "100", "--num_glimpses", "2", "--batch_size", "20"]
+    assert cli(tmp_path, *mnist, "--epochs", "1", "--data_dir", MNIST_DIR).returncode == 0
+    resumed = cli(tmp_path, *mnist, "--epochs", "2", "--data_dir", other, "--resume=True", "--best=False")
+    assert resumed.returncode == 1 and "was trained on other data" in resumed.stderr, resumed.stderr
+
+
+def test_an_image_folder_counts_each_image_once_and_no_hidden_folder_as_a_class(tmp_path):
+    """D3, D7: a link that loops back inside a class, and .ipynb_checkpoints beside the classes."""
+    from data_loader import Folder, folder_classes, load_folder
+    root = write_image_folder(tmp_path / "shapes", per_class=(6, 2))
+    os.symlink(".", os.path.join(root, "train", "bar", "loop"))
+    os.makedirs(os.path.join(root, "train", ".ipynb_checkpoints"))
+    os.makedirs(os.path.join(root, "test", ".ipynb_checkpoints"))
+    assert folder_classes(root) == ["bar", "dot"]
+    images, labels = load_folder(root, "train", Folder(["bar", "dot"], 1, 28))
+    assert len(images) == 12 and sorted(labels.tolist()) == [0] * 6 + [1] * 6

@@ -307,3 +307,16 @@ def test_patience_stops_a_plateau_run_but_never_cuts_a_cosine_schedule(tmp_path,
     main(config)
     log = open(os.path.join(config.logs_dir, "ram_3_4x4_2.log")).read()
     assert log.count("\nepoch ") == epochs
+
+
+def test_resuming_in_another_number_of_processes_says_so(tmp_path, capsys):
+    """D8: the effective batch changes with the processes; the resumed run says so."""
+    import checkpoint
+
+    main(tiny_config(tmp_path, "--epochs", "1"))
+    path = str(tmp_path / "ckpt" / "ram_3_4x4_2_ckpt.pdparams")
+    state = checkpoint.read(path, checkpoint.TRAIN_KEYS)
+    checkpoint.save({**state, "processes": 2}, path)
+    capsys.readouterr()
+    main(tiny_config(tmp_path, "--epochs", "2", "--resume=True", "--best=False"))
+    assert "was trained in 2 processes, resumed in 1" in capsys.readouterr().out

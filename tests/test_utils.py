@@ -47,3 +47,36 @@ def test_keep_freed_memory_applies_on_glibc():
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")
     assert keep_freed_memory() is True
+
+
+def test_a_signal_ends_a_tool_in_one_line_and_a_worker_with_its_parent(tmp_path):
+    """D6: Ctrl-C or SIGTERM in export_model.py or infer.py prints one line, no traceback
+    and no Paddle dump; D8: a data-parallel worker dies with its launcher, kill -9 included."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tool = ("import os, signal, paddle, utils; utils.exit_on_signals('nothing is half-written'); "
+            "os.kill(os.getpid(), signal.SIGTERM)")
+    done = subprocess.run([sys.executable, "-c", tool], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 128 + signal.SIGTERM and done.stdout == ""
+    assert done.stderr.endswith("[!] stopped by SIGTERM; nothing is half-written\n")
+    assert "Traceback" not in done.stderr and "FatalError" not in done.stderr
+    worker = "import time, utils; utils.die_with_parent(); print('ready', flush=True); time.sleep(60)"
+    launcher = subprocess.Popen(["bash", "-c", f'{sys.executable} -c "{worker}" & echo $!; wait'],
+                                cwd=root, stdout=subprocess.PIPE, text=True)
+    pid = int(launcher.stdout.readline())
+    assert launcher.stdout.readline() == "ready\n"
+    launcher.kill()
+    launcher.wait()
+    for _ in range(100):  # the kernel's SIGTERM arrives at once; wait up to 10 s for the exit
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail("the worker outlived its launcher")
