@@ -1,6 +1,8 @@
 """Every option of main.py, with the PyTorch reference's names and defaults."""
 import argparse
 import dataclasses
+import hashlib
+import json
 import math
 import os
 import sys
@@ -62,9 +64,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 
 EXAMPLES = """examples:
-  python main.py --lr_schedule cosine --init_lr 1e-3 --epochs 100 --std 0.1   # the tuned recipe
-  python main.py --resume=True --best=False          # continue the last checkpoint of that run
-  python main.py --is_train=False                    # test ckpt/<model_name>_model_best.pdparams
+  python main.py                                     # the reference's recipe: run ram_6_8x8_1
+  python main.py --resume=True --best=False          # continue it from its last checkpoint
+  python main.py --is_train=False                    # test its best checkpoint
+  R="--lr_schedule cosine --init_lr 1e-3 --epochs 100 --std 0.1"   # the tuned recipe, a run
+  python main.py $R; python main.py $R --is_train=False            # of its own: every step takes $R
   python main.py --is_train=False --checkpoint results/mnist/ram_6_8x8_1/model.pdparams
   python main.py --dataset cluttered --image_size 60 --num_distractors 4 --patch_size 12 \\
       --num_patches 3 --glimpse_scale 2 --num_glimpses 8 --std 0.1 --fresh_canvases
@@ -157,6 +161,10 @@ add(misc, "--data_dir", str, "data/MNIST",
 add(misc, "--ckpt_dir", str, "./ckpt", "folder of the checkpoints")
 add(misc, "--logs_dir", str, "./logs", "folder of the epoch logs, test results and VisualDL scalars")
 add(misc, "--plot_dir", str, "./plots", "folder of the glimpse plots")
+add(misc, "--run_name", str, None,
+    "name of the run's files; by default the model's name (e.g. ram_6_8x8_1), then, unless "
+    "the recipe is the defaults', '-' and a digest of the options that differ, so that runs of "
+    "two recipes never share files")
 add(misc, "--resume", str2bool, False, "continue training from a checkpoint (see --best)")
 add(misc, "--print_freq", int, 10, "refresh the progress bar's figures every N batches")
 add(misc, "--plot_freq", int, 1, "save the glimpses of the first validation batch every N epochs")
@@ -165,13 +173,20 @@ add(misc, "--test_freq", int, 0,
     "checkpoint), never used to choose the best model (0: never)")
 
 
-def check(config):
-    """The first reason the options cannot work, or None."""
+def fill_task_defaults(config):
+    """Give --image_size and --num_distractors, if not given, their task's defaults."""
     canvas = config.dataset in ("translated", "cluttered")
     if config.image_size is None:
         config.image_size = 60 if canvas else 28
     if config.num_distractors is None:
         config.num_distractors = 4 if config.dataset == "cluttered" else 0
+    return config
+
+
+def check(config):
+    """The first reason the options cannot work (after fill_task_defaults), or None."""
+    canvas = config.dataset in ("translated", "cluttered")
+    fill_task_defaults(config)
     if config.dataset == "mnist" and config.image_size != 28:
         return f"--image_size {config.image_size} needs --dataset translated, cluttered or folder"
     if config.dataset == "folder" and not 4 <= config.image_size <= MAX_CANVAS:
@@ -240,6 +255,11 @@ def check(config):
             return (f"--model fc with --fc_hidden {config.fc_hidden} on {config.channels}x"
                     f"{config.image_size}x{config.image_size} images has {weights:,} weights, more "
                     f"than this machine trains ({MAX_WEIGHTS:,}): lower --fc_hidden or --image_size")
+    if config.run_name is not None and not (
+            0 < len(config.run_name) <= MAX_NAME and config.run_name.replace("-", "").replace(
+                "_", "").replace(".", "").isalnum() and not config.run_name.startswith(".")):
+        return (f"--run_name must be 1 to {MAX_NAME} letters, digits, '-', '_' or '.', not "
+                f"starting with '.', got {config.run_name!r}")
     if len(model_name(config)) > MAX_NAME:
         return (f"the run's name, {model_name(config)[:40]}..., is {len(model_name(config))} "
                 f"characters long, which its files' names cannot be (at most {MAX_NAME}): give "
@@ -341,6 +361,32 @@ def parse(argv=None):
         except DataError as err:
             parser.error(str(err))
     return config, state
+
+
+# Options that do not make a run's name: they change nothing of what it trains, or (--M,
+# --epochs of a plateau schedule, a cap that resuming may raise) are given other values to
+# test or continue the same run.
+NOT_RECIPE = {"is_train", "checkpoint", "resume", "best", "use_gpu", "num_threads", "num_workers",
+              "print_freq", "plot_freq", "test_freq", "ckpt_dir", "logs_dir", "plot_dir",
+              "cache_dir", "data_dir", "run_name", "retina_method", "M"}
+
+
+def run_name(config):
+    """The name of a run's files: --run_name, or model_name, then '-' and the first six
+    hexadecimal digits of the SHA-1 of the recipe's options that differ from the defaults
+    (none: the reference's recipe keeps the reference's name, ram_6_8x8_1)."""
+    if config.run_name:
+        return config.run_name
+    defaults = parser.parse_args([])
+    check(defaults)  # image_size and the like made concrete
+    defaults = vars(defaults)
+    changed = {name: value for name, value in sorted(vars(config).items())
+               if name in defaults and name not in NOT_RECIPE and value != defaults[name]
+               and not (name == "epochs" and config.lr_schedule != "cosine")}
+    if not changed:
+        return model_name(config)
+    digest = hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:6]
+    return f"{model_name(config)}-{digest}"
 
 
 def model_name(config):

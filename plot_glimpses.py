@@ -59,8 +59,9 @@ def saved_epochs(plot_dir):
     epochs = sorted(int(m.group(1)) for path in os.listdir(plot_dir)
                     if (m := re.fullmatch(r"glimpses_epoch(\d+)\.npz", path)))
     if not epochs:
+        there = sorted(name for name in os.listdir(plot_dir) if not name.startswith("."))
         raise PlotError(f"{plot_dir} holds no glimpses_epoch<N>.npz (it holds "
-                        f"{sorted(os.listdir(plot_dir))[:5] or 'nothing'})")
+                        f"{there[:5] or 'nothing'})")
     return epochs
 
 
@@ -127,7 +128,9 @@ def glimpse_gif(saved, retina, out, fps, title=None):
                      axis=1)  # (n, T, k, 4)
     rows, cols = (a.reshape(n, steps) for a in pixel_centres(saved["locations"].reshape(-1, 2), H, W))
     side = int(np.ceil(np.sqrt(n)))
-    fig, axes = plt.subplots(side, side, figsize=(2.2 * side, 2.3 * side), squeeze=False)
+    height = 2.3 * side + 0.3  # the title's own strip on top, clear of the first image's
+    fig, axes = plt.subplots(side, side, figsize=(2.2 * side, height), squeeze=False)
+    fig.subplots_adjust(top=1 - 0.55 / height, bottom=0.02, left=0.02, right=0.98)
     for ax in axes.flat:
         ax.axis("off")
     artists, frames = [], []

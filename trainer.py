@@ -18,7 +18,7 @@ from visualdl import LogWriter
 
 import checkpoint
 from checkpoint import TEST_KEYS, TRAIN_KEYS, CheckpointError
-from config import model_name
+from config import run_name
 from data_loader import CanvasDataset, EpochShuffler
 from model import ModelConfig, build_model, evaluate, ram_loss
 from utils import (FolderLocked, append_line, atomic_write, atomic_write_text, lock_folder,
@@ -138,10 +138,9 @@ class RunFiles:
         remove_files(config.ckpt_dir, f"{self.name}_*.pdparams.tmp*")  # of a killed run
         vdl = os.path.join(config.logs_dir, "vdl", self.name)
         if not config.resume:
-            if os.path.exists(os.path.join(config.ckpt_dir, f"{self.name}_ckpt.pdparams")):
-                print(f"[!] Starting afresh: {self.name}'s checkpoints in {config.ckpt_dir} will "
-                      f"be overwritten (use --resume=True to continue them)")
-            removed = remove_files(os.path.join(config.plot_dir, self.name), "glimpses_epoch*.npz")
+            self.refuse_to_replace_a_finished_run()
+            removed = sum(remove_files(os.path.join(config.plot_dir, self.name), pattern)
+                          for pattern in ("glimpses_epoch*.npz", "glimpses_epoch*.gif"))
             if removed:  # plot_glimpses.py would take them for this run's epochs
                 print(f"[!] Starting afresh: removed {removed} glimpse files of an earlier run "
                       f"from {os.path.join(config.plot_dir, self.name)}")
@@ -168,6 +167,24 @@ class RunFiles:
         self.writer.close()
         self.locks.close()
 
+    def refuse_to_replace_a_finished_run(self):
+        """A fresh run over the files of an earlier one of this name: refused if that run
+        finished its epochs, said in a line if not (its checkpoints are then replaced)."""
+        path = os.path.join(self.config.ckpt_dir, f"{self.name}_ckpt.pdparams")
+        if not os.path.exists(path):
+            return
+        try:
+            earlier = checkpoint.read(path)
+        except CheckpointError:  # damaged: nothing worth keeping
+            earlier = None
+        if earlier and earlier["epoch"] >= earlier["config"].get("epochs", math.inf):
+            self.locks.close()
+            raise RunError(f"{path} is a finished run of {earlier['epoch']} epochs: a fresh run "
+                           f"would replace it. Give this run another --run_name, or delete "
+                           f"{self.config.ckpt_dir}/{self.name}_* to replace it")
+        print(f"[!] Starting afresh: {self.name}'s checkpoints in {self.config.ckpt_dir} will "
+              f"be overwritten (use --resume=True to continue them)")
+
 
 class StopSignals:
     """While entered, SIGINT and SIGTERM stop a run after its current step: the first
@@ -184,12 +201,15 @@ class StopSignals:
         return self
 
     def __exit__(self, *exc):
-        for sig, handler in self.handlers.items():
-            signal.signal(sig, handler)
+        if self.received is None:  # after a signal this handler stays, for a second one
+            for sig, handler in self.handlers.items():
+                signal.signal(sig, handler)
 
     def on_signal(self, signum, frame):
         if self.received is not None:
-            raise SystemExit(128 + signum)
+            os.write(2, f"[!] {signal.Signals(signum).name} again: stopped at once; every "
+                        f"checkpoint on disk is whole\n".encode())
+            raise SystemExit(128 + signum)  # unwinds: a write in progress removes its temporary file
         self.received = signum
         tqdm.write(f"[!] {signal.Signals(signum).name}: stopping after this step "
                    f"(send it again to stop at once)")
@@ -213,15 +233,17 @@ class NoFiles:
 class Trainer:
     """Trains and evaluates one model as main.py's options `config` say.
 
-    Files, by model_name (config.model_name): ckpt_dir/<model_name>_ckpt.pdparams (every
-    epoch), <model_name>_model_best.pdparams (on a new best validation accuracy),
-    logs_dir/<model_name>.log (a line per epoch), logs_dir/<model_name>_test.json,
-    logs_dir/vdl/<model_name>/ (VisualDL scalars) and plot_dir/<model_name>/glimpses_epoch<N>.npz.
+    Files, by the run's name (config.run_name: the model's name, and a digest of the recipe
+    unless it is the defaults'): ckpt_dir/<name>_ckpt.pdparams (every epoch),
+    <name>_model_best.pdparams (on a new best validation accuracy), logs_dir/<name>.log (a
+    line per epoch), logs_dir/<name>_test.json, logs_dir/vdl/<name>/ (VisualDL scalars) and
+    plot_dir/<name>/glimpses_epoch<N>.npz. Testing --checkpoint writes
+    logs_dir/<its folder>_<its file>_test.json instead.
     """
 
     def __init__(self, config):
         self.config = config
-        self.name = model_name(config)
+        self.name = run_name(config)
         self.model = build_model(ModelConfig.from_options(config))
         # A data-parallel run (paddle.distributed.launch) has one process per shard of
         # each batch; DataParallel averages their gradients in backward. Rank 0 alone
@@ -330,8 +352,9 @@ class Trainer:
         files = (RunFiles(config, self.name, num_weights, self.start_epoch) if self.main_process
                  else NoFiles())
         with files, self.signals:
-            self.say(f"[*] Train on {len(train_loader.dataset)} images, validate on "
-                     f"{len(valid_loader.dataset)} (M={config.M})"
+            self.say(f"[*] Run {self.name}: train on {len(train_loader.dataset)} images, "
+                     f"validate on {len(valid_loader.dataset)} (M={config.M}); log "
+                     f"{files.log_path if self.main_process else ''}"
                      + (f", in {paddle.distributed.get_world_size()} processes"
                         if paddle.distributed.get_world_size() > 1 else ""))
             if self.start_epoch >= config.epochs:
@@ -346,7 +369,7 @@ class Trainer:
                 samples_per_s = len(train_loader.dataset) / (time.time() - start)
                 with same_rng_everywhere():
                     valid_loss, valid_acc, _, _ = evaluate(
-                        self.model, valid_loader, config.M,
+                        self.model, self.progress(valid_loader, "validating"), config.M,
                         self.plot_saver(epoch) if self.main_process else None)
                 seconds = time.time() - start
                 if config.lr_schedule == "cosine":
@@ -372,6 +395,10 @@ class Trainer:
                     line += self.test_line(test_loader, epoch, is_best, files.writer)
                 if self.main_process:
                     self.end_epoch(files.log_path, line, epoch, is_best)
+                    tqdm.write(f"epoch {epoch + 1}/{config.epochs}  train loss {train_loss:.3f} "
+                               f"acc {train_acc:.1f}%  valid acc {valid_acc:.2f}% (error "
+                               f"{100 - valid_acc:.2f}%{', best' if is_best else ''})  "
+                               f"{seconds:.0f} s")
                 for tag, value in [("train/loss", train_loss), ("train/max_batch_loss", largest.loss),
                                    ("train/acc", train_acc), ("valid/loss", valid_loss),
                                    ("valid/acc", valid_acc), ("lr", lr)]:
@@ -383,9 +410,9 @@ class Trainer:
                     break
 
     def end_epoch(self, log_path, line, epoch, is_best):
-        """Write epoch's log line, then its checkpoints, and show the line. The log line
-        goes first: a run killed between the two repeats this line when resumed, rather
-        than missing it."""
+        """Write epoch's log line (the full record; the terminal gets a short one), then its
+        checkpoints. The log line goes first: a run killed between the two repeats this line
+        when resumed, rather than missing it."""
         try:
             append_line(log_path, line)
             self.save_checkpoint(epoch + 1, is_best)
@@ -393,7 +420,10 @@ class Trainer:
             raise RunError(f"could not write after epoch {epoch + 1} ({err.strerror}: "
                            f"{err.filename}); every checkpoint on disk is whole, the "
                            f"last one of epoch {epoch} or {epoch + 1}") from None
-        tqdm.write(line + (" [*]" if is_best else ""))
+
+    def progress(self, loader, what):
+        """loader, with a progress bar of its batches on rank 0 that vanishes when done."""
+        return tqdm(loader, desc=what, unit="batch", leave=False, disable=not self.main_process)
 
     def say(self, message):
         """Print a line, from rank 0 alone in a data-parallel run."""
@@ -409,7 +439,8 @@ class Trainer:
         # Testing is not training time (`seconds` is taken already), and its glimpse
         # draws come from a copy of the RNG, so the run trains as without it.
         rng_state = paddle.get_rng_state()  # what this epoch's checkpoint will hold
-        test_err = 100 - evaluate(self.model, test_loader, self.config.M)[1]
+        test_err = 100 - evaluate(self.model, self.progress(test_loader, "testing"),
+                                  self.config.M)[1]
         if is_best:
             self.selected_test = (epoch + 1, test_err)
         else:
@@ -450,7 +481,6 @@ class Trainer:
         total_loss = total_correct = 0.0
         largest = BatchLoss(-math.inf, 0.0, 0.0, 0.0)
         seen = 0
-        start = time.time()
         with tqdm(total=len(loader.dataset), desc=f"Epoch {epoch + 1}/{self.config.epochs}",
                   unit="img", leave=False, disable=not self.main_process) as bar:
             for i, (x, y) in enumerate(loader):
@@ -472,8 +502,7 @@ class Trainer:
                 if (i + 1) % self.config.print_freq == 0:
                     episodes = seen * self.config.train_paths
                     bar.set_postfix(loss=f"{float(total_loss) / seen:.3f}",
-                                    acc=f"{100 * float(total_correct) / episodes:.1f}",
-                                    samples_per_s=f"{seen / (time.time() - start):.0f}")
+                                    acc=f"{100 * float(total_correct) / episodes:.1f}")
         # Every path of an image is an episode: the accuracy is over all of them.
         total_correct = float(total_correct) / self.config.train_paths
         total_loss, total_correct, seen = sum_over_processes(float(total_loss), total_correct, seen)
@@ -542,11 +571,15 @@ class Trainer:
         M = self.config.M
         print(f"[*] Loaded {path} (epoch {self.start_epoch}, best valid acc "
               f"{self.best_valid_acc:.2f}%); testing with M={M}")
-        _, acc, correct, total = evaluate(self.model, test_loader, M)
+        _, acc, correct, total = evaluate(self.model, self.progress(test_loader, "testing"), M)
         print(f"[*] Test Acc: {correct}/{total} ({acc:.2f}% - {100 - acc:.2f}%)")
         result = {"checkpoint": path, "epoch": self.start_epoch, "M": M, "correct": correct,
                   "total": total, "test_error": round(100.0 * (total - correct) / total, 4)}
-        out = os.path.join(self.config.logs_dir, f"{self.name}_test.json")
+        name = self.name
+        if self.config.checkpoint:  # not the run's own: its result must not replace the run's
+            folder, file = os.path.split(os.path.abspath(self.config.checkpoint))
+            name = f"{os.path.basename(folder)}_{os.path.splitext(file)[0]}"
+        out = os.path.join(self.config.logs_dir, f"{name}_test.json")
         try:
             os.makedirs(self.config.logs_dir, exist_ok=True)
             atomic_write_text(json.dumps(result, indent=2) + "\n", out)

@@ -31,12 +31,17 @@ def write_fake_mnist(folder, num_train=200, num_test=50, seed=0):
 
 def tiny_args(tmp_path, *extra):
     """main.py's options for a small, fast model writing everything under tmp_path, on one
-    thread: a model this small gains nothing from two, and the suite runs two tests at once."""
-    return ["--num_threads", "1", "--num_glimpses", "3", "--patch_size", "4", "--num_patches", "2",
+    thread: a model this small gains nothing from two, and the suite runs two tests at once.
+    The run is named as its model (ram_3_4x4_2 and the like), without the recipe's digest."""
+    args = ["--num_threads", "1", "--num_glimpses", "3", "--patch_size", "4", "--num_patches", "2",
             "--glimpse_scale", "2", "--glimpse_hidden", "16", "--loc_hidden", "16",
             "--hidden_size", "32", "--batch_size", "32", "--M", "2", "--use_gpu=False", "--data_dir", MNIST_DIR,
             "--train_subset", "320", "--valid_size", "0.2", "--ckpt_dir", str(tmp_path / "ckpt"),
             "--logs_dir", str(tmp_path / "logs"), "--plot_dir", str(tmp_path / "plots"), *extra]
+    if "--run_name" in extra:
+        return args
+    from config import fill_task_defaults, model_name, parser
+    return args + ["--run_name", model_name(fill_task_defaults(parser.parse_args(args)))]
 
 
 def tiny_config(tmp_path, *extra):

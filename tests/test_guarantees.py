@@ -37,7 +37,7 @@ def one_line_failure(done):
     """The one line a failed command printed besides its progress bar (tqdm's, on stderr)."""
     assert done.returncode != 0, done.stdout[-500:]
     lines = [line for line in done.stderr.splitlines()
-             if line.strip() and not line.lstrip().startswith("Epoch ")]
+             if line.strip() and not line.lstrip().startswith(("Epoch ", "validating", "testing"))]
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     return lines[0]
 

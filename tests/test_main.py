@@ -19,7 +19,8 @@ def cli(cwd, *args):
 
 
 def test_train_one_epoch_then_evaluate(tmp_path):
-    train = cli(tmp_path, "--epochs", "1", "--train_subset", "512", "--data_dir", MNIST_DIR)
+    train = cli(tmp_path, "--epochs", "1", "--train_subset", "512", "--data_dir", MNIST_DIR,
+                "--run_name", "ram_6_8x8_1")
     assert train.returncode == 0, train.stderr
     assert "Epoch 1/1" in train.stderr  # the progress bar
     assert sorted(glob.glob("*", root_dir=tmp_path / "ckpt")) == ["ram_6_8x8_1_ckpt.pdparams",
@@ -31,7 +32,7 @@ def test_train_one_epoch_then_evaluate(tmp_path):
         assert saved["locations"].shape == (9, 6, 2) and saved["images"].shape == (9, 1, 28, 28)
         assert (saved["patch_size"], saved["num_patches"], saved["glimpse_scale"]) == (8, 1, 1)
 
-    test = cli(tmp_path, "--is_train=False", "--M", "2", "--data_dir", MNIST_DIR)
+    test = cli(tmp_path, "--is_train=False", "--M", "2", "--data_dir", MNIST_DIR, "--run_name", "ram_6_8x8_1")
     assert test.returncode == 0, test.stderr
     result = json.loads((tmp_path / "logs" / "ram_6_8x8_1_test.json").read_text())
     assert result["total"] == 10000 and result["M"] == 2 and result["epoch"] == 1
@@ -57,7 +58,8 @@ def test_cluttered_task_trains_evaluates_and_draws(tmp_path):
     folder = write_fake_mnist(tmp_path / "mnist", num_train=240, num_test=60)
     task = ["--dataset", "cluttered", "--image_size", "40", "--num_distractors", "2",
             "--patch_size", "6", "--num_patches", "3", "--glimpse_scale", "2", "--num_glimpses", "3",
-            "--M", "2", "--data_dir", str(folder), "--cache_dir", str(tmp_path / "cache")]
+            "--M", "2", "--data_dir", str(folder), "--cache_dir", str(tmp_path / "cache"),
+            "--run_name", "ram_3_6x6_2_cluttered40_d2"]
     train = cli(tmp_path, *task, "--epochs", "1", "--fresh_canvases")
     assert train.returncode == 0, train.stderr
     name = "ram_3_6x6_2_cluttered40_d2"
@@ -125,7 +127,7 @@ def test_image_folder_trains_tests_exports_and_infers(tmp_path):
     data = write_image_folder(tmp_path / "shapes")
     task = ["--dataset", "folder", "--data_dir", data, "--channels", "3", "--image_size", "24",
             "--patch_size", "6", "--num_patches", "2", "--glimpse_scale", "2", "--num_glimpses", "3",
-            "--M", "2", "--batch_size", "16", "--valid_size", "0.2"]
+            "--M", "2", "--batch_size", "16", "--valid_size", "0.2", "--run_name", "ram_3_6x6_2_shapes24"]
     train = cli(tmp_path, *task, "--epochs", "1", "--test_freq", "1")
     assert train.returncode == 0, train.stderr
     name = "ram_3_6x6_2_shapes24"

@@ -16,7 +16,7 @@ from main import main
 from model import ModelConfig, build_model, evaluate, ram_loss
 from trainer import Trainer
 from utils import atomic_save
-from tests.helpers import MNIST_DIR, tiny_config
+from tests.helpers import MNIST_DIR, tiny_args, tiny_config
 
 
 def test_paths_clipping_and_an_lstm_core_train(tmp_path):
@@ -233,13 +233,35 @@ def test_selected_test_err_of_an_untested_best_checkpoint_is_what_main_prints(tm
     np.testing.assert_array_equal(after, paddle.rand([8]).numpy())  # it left the RNG as it was
 
 
-def test_a_fresh_run_removes_an_earlier_runs_glimpses(tmp_path):
+def test_a_fresh_run_removes_an_earlier_runs_glimpses_and_their_gifs(tmp_path):
     run(tiny_config(tmp_path, "--epochs", "3"))
     folder = tmp_path / "plots" / "ram_3_4x4_2"
     (folder / "glimpses_epoch3.gif").write_bytes(b"GIF89a")
     (folder / "notes.txt").write_text("mine")
+    for path in glob.glob(str(tmp_path / "ckpt" / "*.pdparams")):  # a finished run is kept
+        os.remove(path)
     run(tiny_config(tmp_path, "--epochs", "1"))
-    assert sorted(os.listdir(folder)) == ["glimpses_epoch1.npz", "glimpses_epoch3.gif", "notes.txt"]
+    assert sorted(os.listdir(folder)) == ["glimpses_epoch1.npz", "notes.txt"]
+
+
+def test_a_fresh_run_never_replaces_a_finished_one_and_two_recipes_keep_their_files(tmp_path):
+    """Issue 38: the default and the tuned recipe, one after the other in the same folders,
+    keep both runs' checkpoints, logs and test results; a finished run is not replaced."""
+    from config import get_config, run_name
+    common = [a for a in tiny_args(tmp_path, "--epochs", "1")[:-2]]  # without --run_name
+    names = []
+    for recipe in ([], ["--lr_schedule", "cosine", "--init_lr", "1e-3", "--std", "0.1"]):
+        config = get_config(common + recipe)
+        main(config)
+        main(get_config(common + recipe + ["--is_train=False"]))
+        names.append(run_name(config))
+    assert names[0] != names[1]
+    for name in names:
+        for path in (f"ckpt/{name}_ckpt.pdparams", f"logs/{name}.log", f"logs/{name}_test.json"):
+            assert (tmp_path / path).exists(), path
+    with pytest.raises(SystemExit) as exit_info:
+        main(get_config(common))
+    assert exit_info.value.code == 1
 
 
 def test_checkpoint_with_other_model_options_is_refused(tmp_path):
@@ -278,10 +300,11 @@ def test_a_weights_only_checkpoint_holds_float16_weights_and_tests_as_its_source
         rounded = value.numpy().astype(np.float16).astype(np.float32)
         np.testing.assert_array_equal(loaded.numpy(), rounded)
     figures = []
-    for checkpoint in (str(source), str(published)):
+    for i, checkpoint in enumerate((str(source), str(published))):
         main(tiny_config(tmp_path, "--is_train=False", "--checkpoint", checkpoint,
-                         "--logs_dir", str(tmp_path / "tested")))
-        with open(tmp_path / "tested" / "ram_3_4x4_2_test.json") as f:
+                         "--logs_dir", str(tmp_path / f"tested{i}")))
+        [result] = glob.glob(str(tmp_path / f"tested{i}" / "*_test.json"))
+        with open(result) as f:
             figures.append(json.load(f)["correct"])
     assert figures[0] == figures[1]
 
