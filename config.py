@@ -292,6 +292,9 @@ def saved_options_problem(options):
     main.py's, in one line, or None: an option of another type than main.py's, outside
     its choices, or one that check refuses. argparse judges only what a user types;
     these were read from a file that may have been damaged or crafted."""
+    lacking = [name for name in MODEL_OPTIONS + TASK_OPTIONS if options.get(name) is None]
+    if lacking:
+        return f"it lacks the options {', '.join(lacking)}"
     actions = {action.dest: action for action in parser._actions}
     for name, value in options.items():
         action = actions.get(name)
