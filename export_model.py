@@ -21,7 +21,7 @@ import sys
 
 from utils import before_paddle
 
-before_paddle(quiet=True)  # Paddle's notes while tracing
+before_paddle(quiet=True, hold_signals=__name__ == "__main__")  # Paddle's notes while tracing
 
 import paddle  # noqa: E402
 import paddle.nn as nn  # noqa: E402

@@ -20,7 +20,7 @@ import zipfile
 
 from utils import before_paddle, usable_cores
 
-before_paddle(quiet=True)  # Paddle Inference's progress notes
+before_paddle(quiet=True, hold_signals=__name__ == "__main__")  # Paddle Inference's notes
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402

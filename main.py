@@ -1,25 +1,9 @@
 """Train or evaluate the Recurrent Attention Model: python main.py --help."""
-import os
-import signal
 import sys
 
+from utils import PipeSafeStream, before_paddle, die_with_parent, exit_on_signals, usable_cores
 
-def stop(signum, frame):
-    """SIGINT or SIGTERM before training holds its folders (whose own handler then stops
-    it after a step) or while testing: nothing has been written, so leave at once. An
-    exception raised here instead could surface inside Paddle's C++ as another error."""
-    os.write(2, f"[!] stopped by {signal.Signals(signum).name} before training began or while "
-                f"testing; no file was changed\n".encode())
-    os._exit(128 + signum)
-
-
-if __name__ == "__main__":  # first, so that Paddle's import and handlers print no traceback
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, stop)
-
-from utils import PipeSafeStream, before_paddle, die_with_parent, usable_cores  # noqa: E402
-
-before_paddle()
+before_paddle(hold_signals=__name__ == "__main__")  # until exit_on_signals, below
 import paddle  # noqa: E402
 
 from checkpoint import CheckpointError  # noqa: E402
@@ -77,6 +61,8 @@ def main(config, tested=None):
 
 if __name__ == "__main__":
     sys.stdout = PipeSafeStream(sys.stdout)  # `python main.py | head` must not end training
-    for sig in (signal.SIGINT, signal.SIGTERM):  # Paddle's import installed its own
-        signal.signal(sig, stop)
+    # Before training holds its folders (whose own handler then stops it after a step) or
+    # while testing, nothing has been written: a signal leaves at once. An exception raised
+    # instead could surface inside Paddle's C++ as another error.
+    exit_on_signals("before training began or while testing: no file was changed")
     main(*parse())

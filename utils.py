@@ -4,16 +4,25 @@ import os
 import warnings
 
 
-def before_paddle(quiet=False):
+STOPS = (2, 15)  # SIGINT, SIGTERM (the same numbers on every POSIX system)
+
+
+def before_paddle(quiet=False, hold_signals=False):
     """The set-up of every entry point that must run before `import paddle`: MKL's fast
     code path on AMD (fast_mkl_on_amd), glibc keeping freed memory (keep_freed_memory),
     Paddle's import notice about ccache silenced; with quiet, also the notes Paddle's
-    C++ prints while tracing or predicting (GLOG)."""
+    C++ prints while tracing or predicting (GLOG). With hold_signals (a script, not an
+    import), SIGINT and SIGTERM are held until exit_on_signals takes them: the handlers
+    Paddle installs while it is imported dump a fatal error, or hang, on them."""
     fast_mkl_on_amd()
     keep_freed_memory()
     warnings.filterwarnings("ignore", message="No ccache found")  # irrelevant here
     if quiet:
         os.environ.setdefault("GLOG_minloglevel", "2")
+    if hold_signals:
+        import signal
+
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
 
 
 def fast_mkl_on_amd(cpuinfo="/proc/cpuinfo"):
@@ -181,15 +190,17 @@ def sum_over_processes(*numbers):
 def exit_on_signals(consequence):
     """Make SIGINT and SIGTERM end this tool at once with one line on stderr, which says
     what the stop leaves (`consequence`), instead of a traceback (KeyboardInterrupt) or
-    Paddle's dump of a fatal error. Call it after `import paddle`, which installs its own."""
+    Paddle's dump of a fatal error; then let through those that before_paddle held. Call
+    it after `import paddle`, which installs its own handlers."""
     import signal
 
     def stop(signum, frame):
         os.write(2, f"[!] stopped by {signal.Signals(signum).name}; {consequence}\n".encode())
         os._exit(128 + signum)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOPS:
         signal.signal(sig, stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS)
 
 
 def die_with_parent():
