@@ -66,14 +66,16 @@ def save(state, path):
     atomic_save(state, path)
 
 
-def weights_only(state):
+def weights_only(state, half=True):
     """A checkpoint reduced to what testing it needs, as results/ publishes it: no optimizer
     state, and the weights in float16 (a sixth of the size; loading casts them back to the
-    model's float32). Its test figure is that of the float16 weights, measured anew."""
+    model's float32). Its test figure is that of the float16 weights, measured anew.
+    half=False keeps float32 weights: a run's best checkpoint carried between sessions
+    (runs/), which resuming never reads but testing does."""
     published = {key: state[key] for key in TEST_KEYS}
     published["model_args"] = state.get("model_args") or model_args(state["config"])
-    published["model"] = {name: value.astype("float16") if value.dtype == paddle.float32 else value
-                          for name, value in state["model"].items()}
+    published["model"] = {name: value.astype("float16") if half and value.dtype == paddle.float32
+                          else value for name, value in state["model"].items()}
     published[DIGEST] = weights_digest(published["model"])
     published[STATE_DIGEST] = state_digest(published)
     return published

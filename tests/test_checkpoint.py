@@ -162,3 +162,19 @@ def test_unpickling_is_bounded_in_objects_and_bytes(tmp_path):
     for path in (dag, many):
         done = run_test_of(str(path))
         assert done.returncode == 2 and "expands to over" in done.stderr, done.stderr[-300:]
+
+
+def test_a_runs_best_checkpoint_kept_as_float32_weights_tests_as_the_whole_one(tmp_path):
+    """runs/ carries a run's best checkpoint as weights only, in float32 (weights_only with
+    half=False): testing it gives the whole checkpoint's figure."""
+    config = get_config(tiny_args(tmp_path, "--epochs", "1"))
+    main(config)
+    best = str(tmp_path / "ckpt" / "ram_3_4x4_2_model_best.pdparams")
+    slim = checkpoint.weights_only(checkpoint.read(best, checkpoint.TRAIN_KEYS), half=False)
+    assert "optimizer" not in slim and all(v.dtype == paddle.float32 for v in slim["model"].values())
+    checkpoint.save(slim, str(tmp_path / "slim.pdparams"))
+    figures = []
+    for path in (best, str(tmp_path / "slim.pdparams")):
+        done = run_test_of(path, "--M", "2", "--batch_size", "32", "--logs_dir", str(tmp_path))
+        figures.append([line for line in done.stdout.splitlines() if "Test Acc" in line])
+    assert figures[0] == figures[1] and figures[0], figures
