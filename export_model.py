@@ -13,6 +13,7 @@ networks, the policy's sampling and the averaging of --M glimpse paths, as
 centre and follows the policy's mean locations instead (one path: the same answer
 every call).
 """
+import errno
 import glob
 import hashlib
 import json
@@ -107,9 +108,11 @@ def save_inference_model(model, config, output, M=10, deterministic=False, draws
     else:
         layer = Predictor(model, M, deterministic)
     os.makedirs(output, exist_ok=True)
-    # The graph and weights are traced into temporary files, then each renamed into place,
-    # and ram.json, with their digests, goes last: a folder whose export was cut short
-    # keeps its old files or fails its digests (infer.py refuses it), never predicts wrong.
+    # Every file is written in full under a temporary name first (the graph and weights
+    # loaded back, as paddle.jit.save truncates them silently on a full disk), then each is
+    # renamed into place, ram.json with their digests last: an export cut short keeps the
+    # folder's earlier files, or leaves files that fail the digests (infer.py refuses them),
+    # never a model that predicts wrong.
     staged = os.path.join(output, f".inference.tmp{os.getpid()}")
     try:
         paddle.jit.save(paddle.jit.to_static(layer, input_spec=spec, full_graph=True), staged,
@@ -119,16 +122,31 @@ def save_inference_model(model, config, output, M=10, deterministic=False, draws
             with open(staged + os.path.splitext(name)[1], "rb") as f:
                 os.fsync(f.fileno())
             files[name] = file_digest(staged + os.path.splitext(name)[1])
+        loads_back(staged)
         info = {"format": FORMAT, **about, "M": layer.M, "deterministic": deterministic,
                 "inputs": [s.name for s in spec], "outputs": OUTPUTS, "files": files,
                 **{name: getattr(config, name) for name in MODEL_OPTIONS + TASK_OPTIONS}}
+        atomic_write_text(json.dumps(info, indent=2) + "\n", staged + ".ram.json")
         for name in MODEL_FILES:
             os.replace(staged + os.path.splitext(name)[1], os.path.join(output, name))
-        atomic_write_text(json.dumps(info, indent=2) + "\n", os.path.join(output, "ram.json"))
+        os.replace(staged + ".ram.json", os.path.join(output, "ram.json"))
     finally:
         for leftover in glob.glob(staged + ".*"):
             os.remove(leftover)
     return info
+
+
+def loads_back(prefix):
+    """Raise OSError unless Paddle Inference loads the graph and weights at prefix."""
+    import paddle.inference
+
+    config = paddle.inference.Config(prefix + ".json", prefix + ".pdiparams")
+    config.disable_glog_info()
+    try:
+        paddle.inference.create_predictor(config)
+    except Exception as err:  # its C++ errors on a truncated or damaged file
+        raise OSError(errno.EIO, f"the traced model does not load back ({type(err).__name__}; "
+                                 f"a full disk?)", prefix + ".pdiparams") from None
 
 
 def file_digest(path):
