@@ -1,17 +1,17 @@
 """MNIST from the four IDX files, as 28x28 digits or on the paper's larger canvases
 (translated, cluttered), or your own images from a folder, split into train / valid /
 test loaders."""
-import glob
 import gzip
 import hashlib
 import os
-import re
 import time
 from typing import NamedTuple
 
 import numpy as np
 import paddle
 from PIL import Image
+
+from utils import remove_orphans
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
@@ -225,19 +225,6 @@ def fingerprint(digits):
     return hashlib.sha1(np.ascontiguousarray(digits).tobytes()).hexdigest()[:12]
 
 
-def remove_orphans(cache_dir):
-    """Delete the temporary files of cache writes whose process is gone (a kill -9
-    mid-write); those of a live process are its writes in progress."""
-    for path in glob.glob(os.path.join(cache_dir, "*.npy.tmp*.npy")):
-        pid = int(re.search(r"\.tmp(\d+)\.npy$", path).group(1))
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            os.remove(path)
-        except PermissionError:  # alive, another user's
-            pass
-
-
 def make_canvases(digits, image_size, num_distractors, distractor_size, rng):
     """Translated or cluttered canvases from digits, every canvas at once.
 
@@ -281,7 +268,7 @@ def load_canvases(data_dir, split, canvases, cache_dir):
     digits, labels = read_digits(data_dir, split)
     path = os.path.join(cache_dir, f"{canvases.name(split)}_{fingerprint(digits)}.npy")
     if os.path.isdir(cache_dir):
-        remove_orphans(cache_dir)
+        remove_orphans(os.path.join(cache_dir, "*.npy.tmp*.npy"))
     if os.path.isfile(path):
         try:
             images = np.load(path, allow_pickle=False)

@@ -31,7 +31,7 @@ import paddle.nn.functional as F  # noqa: E402
 from checkpoint import TASK_OPTIONS, CheckpointError, model_of  # noqa: E402
 from config import LIMITS, OneLineParser, read_checkpoint, writes_into_results  # noqa: E402
 from model import MODEL_OPTIONS  # noqa: E402
-from utils import atomic_write_text, exit_on_signals  # noqa: E402
+from utils import atomic_write_text, exit_on_signals, remove_orphans  # noqa: E402
 
 OUTPUTS = ["log_probas", "probabilities", "locations"]  # the graph's outputs, in order
 MODEL_FILES = ("inference.json", "inference.pdiparams")  # paddle.jit.save's graph and weights
@@ -114,6 +114,7 @@ def save_inference_model(model, config, output, M=10, deterministic=False, draws
     # folder's earlier files, or leaves files that fail the digests (infer.py refuses them),
     # never a model that predicts wrong.
     staged = os.path.join(output, f".inference.tmp{os.getpid()}")
+    remove_orphans(os.path.join(output, ".inference.tmp*"))  # of an export killed mid-way
     try:
         paddle.jit.save(paddle.jit.to_static(layer, input_spec=spec, full_graph=True), staged,
                         input_spec=spec)

@@ -217,3 +217,22 @@ def die_with_parent():
         return False
     pr_set_pdeathsig = 1
     return libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0) == 0
+
+
+def remove_orphans(pattern):
+    """Delete the temporary files matching pattern (a glob; their names hold ".tmp<pid>")
+    of writes whose process is gone (a kill -9 mid-write); those of a live process are its
+    writes in progress."""
+    import glob
+    import re
+
+    for path in glob.glob(pattern):
+        found = re.search(r"\.tmp(\d+)", os.path.basename(path))
+        if not found:
+            continue
+        try:
+            os.kill(int(found.group(1)), 0)
+        except ProcessLookupError:
+            os.remove(path)
+        except PermissionError:  # alive, another user's
+            pass
