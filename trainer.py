@@ -52,6 +52,18 @@ class RunError(Exception):
         self.exit_code = exit_code
 
 
+class EpochFigures(NamedTuple):
+    """What an epoch's log line records."""
+    lr: float
+    train_loss: float  # the mean over the epoch's batches
+    largest: "BatchLoss"  # the largest batch loss and its terms
+    train_acc: float  # %, over every training episode
+    valid_loss: float
+    valid_acc: float  # %, with M paths an image
+    seconds: float  # training and validation
+    samples_per_s: float  # training images a second
+
+
 class NonFiniteError(Exception):
     """The loss or a gradient of this step is NaN or infinite."""
 
@@ -383,36 +395,43 @@ class Trainer:
                 is_best = valid_acc > self.best_valid_acc
                 self.counter = 0 if is_best else self.counter + 1
                 self.best_valid_acc = max(self.best_valid_acc, valid_acc)
-
-                # The largest batch loss and its largest term: a spike that one epoch's
-                # mean hides, and whether the classifier, the baseline or REINFORCE made it.
-                line = (f"epoch {epoch + 1} lr {lr:.3e} train_loss {train_loss:.4f} "
-                        f"max_batch_loss {largest.loss:.4f} max_batch_term {largest.largest_term()} "
-                        f"train_acc {train_acc:.2f} valid_loss {valid_loss:.4f} valid_acc "
-                        f"{valid_acc:.2f} valid_err {100 - valid_acc:.2f} seconds {seconds:.1f} "
-                        f"samples_per_s {samples_per_s:.0f}")
-                if test_loader is not None and (epoch + 1) % config.test_freq == 0:
-                    line += self.test_line(test_loader, epoch, is_best, files.writer)
-                if self.main_process:
-                    self.end_epoch(files.log_path, line, epoch, is_best)
-                    tqdm.write(f"epoch {epoch + 1}/{config.epochs}  train loss {train_loss:.3f} "
-                               f"acc {train_acc:.1f}%  valid acc {valid_acc:.2f}% (error "
-                               f"{100 - valid_acc:.2f}%{', best' if is_best else ''})  "
-                               f"{seconds:.0f} s")
-                for tag, value in [("train/loss", train_loss), ("train/max_batch_loss", largest.loss),
-                                   ("train/acc", train_acc), ("valid/loss", valid_loss),
-                                   ("valid/acc", valid_acc), ("lr", lr)]:
-                    files.writer.add_scalar(tag, value, epoch + 1)
+                self.record(epoch, is_best, files, test_loader,
+                            EpochFigures(lr, train_loss, largest, train_acc, valid_loss, valid_acc,
+                                         seconds, samples_per_s))
 
                 # A cosine schedule is its length: stopping it early would cut it short.
                 if config.lr_schedule == "plateau" and self.counter > config.train_patience:
                     self.say(f"[!] No improvement in {self.counter} epochs, stopping training.")
                     break
 
+    def record(self, epoch, is_best, files, test_loader, figures):
+        """The epoch's figures into its log line (with the test errors every --test_freq
+        epochs), its checkpoints, a short line on the terminal and the VisualDL scalars."""
+        # The largest batch loss and its largest term: a spike that one epoch's mean
+        # hides, and whether the classifier, the baseline or REINFORCE made it.
+        line = (f"epoch {epoch + 1} lr {figures.lr:.3e} train_loss {figures.train_loss:.4f} "
+                f"max_batch_loss {figures.largest.loss:.4f} max_batch_term "
+                f"{figures.largest.largest_term()} train_acc {figures.train_acc:.2f} valid_loss "
+                f"{figures.valid_loss:.4f} valid_acc {figures.valid_acc:.2f} valid_err "
+                f"{100 - figures.valid_acc:.2f} seconds {figures.seconds:.1f} samples_per_s "
+                f"{figures.samples_per_s:.0f}")
+        if test_loader is not None and (epoch + 1) % self.config.test_freq == 0:
+            line += self.test_line(test_loader, epoch, is_best, files.writer)
+        if self.main_process:
+            self.end_epoch(files.log_path, line, epoch, is_best)
+            tqdm.write(f"epoch {epoch + 1}/{self.config.epochs}  train loss "
+                       f"{figures.train_loss:.3f} acc {figures.train_acc:.1f}%  valid acc "
+                       f"{figures.valid_acc:.2f}% (error {100 - figures.valid_acc:.2f}%"
+                       f"{', best' if is_best else ''})  {figures.seconds:.0f} s")
+        for tag, value in [("train/loss", figures.train_loss), ("train/max_batch_loss", figures.largest.loss),
+                           ("train/acc", figures.train_acc), ("valid/loss", figures.valid_loss),
+                           ("valid/acc", figures.valid_acc), ("lr", figures.lr)]:
+            files.writer.add_scalar(tag, value, epoch + 1)
+
     def end_epoch(self, log_path, line, epoch, is_best):
-        """Write epoch's log line (the full record; the terminal gets a short one), then its
-        checkpoints. The log line goes first: a run killed between the two repeats this line
-        when resumed, rather than missing it."""
+        """Write epoch's log line (the full record), then its checkpoints. The log line goes
+        first: a run killed between the two repeats this line when resumed, rather than
+        missing it."""
         try:
             append_line(log_path, line)
             self.save_checkpoint(epoch + 1, is_best)
