@@ -55,7 +55,7 @@ def saved_epochs(plot_dir):
         parent = os.path.dirname(os.path.normpath(plot_dir)) or "."
         there = sorted(os.listdir(parent)) if os.path.isdir(parent) else []
         raise PlotError(f"no plot directory {plot_dir} ({parent} holds {', '.join(there) or 'nothing'}"
-                        f"); main.py saves glimpses under <plot_dir>/<model_name>/")
+                        f"); main.py saves glimpses under <plot_dir>/<run name>/")
     epochs = sorted(int(m.group(1)) for path in os.listdir(plot_dir)
                     if (m := re.fullmatch(r"glimpses_epoch(\d+)\.npz", path)))
     if not epochs:
@@ -265,7 +265,7 @@ def curves(log_path, out):
 def main(argv=None):
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--plot_dir", required=True,
-                        help="the glimpses of one model: <plot_dir>/<model_name>/ of main.py")
+                        help="the glimpses of one run: <plot_dir>/<run name>/ of main.py")
     parser.add_argument("--epoch", type=int, default=None, help="which epoch (default: the latest)")
     parser.add_argument("--out", default=None,
                         help="the GIF (default: <out_dir>/<name>/glimpses_epoch<N>.gif)")
