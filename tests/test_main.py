@@ -249,3 +249,31 @@ def test_an_image_folder_counts_each_image_once_and_no_hidden_folder_as_a_class(
     assert folder_classes(root) == ["bar", "dot"]
     images, labels = load_folder(root, "train", Folder(["bar", "dot"], 1, 28))
     assert len(images) == 12 and sorted(labels.tolist()) == [0] * 6 + [1] * 6
+
+
+def test_two_nodes_on_the_loopback_address_train_checkpoint_once_and_resume(tmp_path):
+    """Issue 39: the multi-machine command (paddle.distributed.launch --master --nnodes 2),
+    here as two nodes of one process each on 127.0.0.1: rank 0 alone writes the files, and
+    the run resumes from them."""
+    import socket
+
+    args = ["--num_threads", "1", "--num_glimpses", "2", "--patch_size", "4", "--hidden_size", "32",
+            "--glimpse_hidden", "16", "--loc_hidden", "16", "--batch_size", "32", "--M", "2",
+            "--train_subset", "640", "--data_dir", MNIST_DIR, "--run_name", "two_nodes",
+            "--use_gpu=False"]
+    for extra in (["--epochs", "1"], ["--epochs", "2", "--resume=True", "--best=False"]):
+        with socket.socket() as probe:  # a free port for the master
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        nodes = [subprocess.Popen([sys.executable, "-m", "paddle.distributed.launch", "--master",
+                                   f"127.0.0.1:{port}", "--nnodes", "2", "--nproc_per_node", "1",
+                                   "--rank", str(rank), "--log_dir", str(tmp_path / f"launch{rank}"),
+                                   os.path.join(ROOT, "main.py"), *args, *extra],
+                                  cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for rank in (0, 1)]
+        assert [node.wait(timeout=300) for node in nodes] == [0, 0]
+    assert sorted(glob.glob("*.pdparams*", root_dir=tmp_path / "ckpt")) == [
+        "two_nodes_ckpt.pdparams", "two_nodes_model_best.pdparams"]
+    log = (tmp_path / "logs" / "two_nodes.log").read_text().splitlines()
+    assert [line.split()[:2] for line in log if line.startswith("epoch")] == [["epoch", "1"], ["epoch", "2"]]
+    assert log[2].startswith("# resumed after epoch 1") and " processes 2 " in log[2]
