@@ -159,9 +159,10 @@ def glimpse_gif(saved, retina, out, fps, title=None):
         fig.suptitle(title or f"epoch {saved['epoch']}", fontsize=10)
         fig.canvas.draw()
         frames.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3]))
-    # One palette of 64 colours, taken from all frames, as for the curves' PNGs: half the
-    # bytes of a palette per frame, the same look, and GIF then stores what a frame changes.
-    palette = Image.fromarray(np.concatenate([np.asarray(f) for f in frames])).quantize(64)
+    # One palette of 32 colours, taken from all frames: half the bytes of a palette per
+    # frame, the same look (gray images, four box colours, the path), and GIF then stores
+    # what a frame changes.
+    palette = Image.fromarray(np.concatenate([np.asarray(f) for f in frames])).quantize(32)
     frames = [f.quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
     frames[0].save(out, format="gif", save_all=True, append_images=frames[1:], loop=0,
                    duration=round(1000 / fps), optimize=True)
