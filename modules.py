@@ -9,7 +9,6 @@ import math
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
-from paddle.distribution import Normal
 
 from retina import Retina
 
@@ -93,7 +92,9 @@ class LocationNetwork(nn.Layer):
     The detach keeps the policy's gradient (REINFORCE) out of the core network.
     The sample carries no gradient; log_pi is its log-density before the clamp,
     summed over the two coordinates, and the only path by which the loss reaches
-    this network.
+    this network. Both are written out rather than taken from
+    paddle.distribution.Normal: the same draws (paddle.randn is what Normal.sample
+    draws) in a third of the operators, which is 7% of a 28x28 training step.
 
     Input: h_t (B, hidden_size) and, optionally, noise (B, 2): standard-normal
     draws to use instead of sampling (align.py gives PyTorch and Paddle the same).
@@ -103,15 +104,18 @@ class LocationNetwork(nn.Layer):
     def __init__(self, hidden_size, std):
         super().__init__()
         self.std = std
+        # log N(x; mu, std) = -((x - mu) / std)^2 / 2 - log(std) - log(2 pi) / 2, per coordinate
+        self.log_normaliser = 2 * (math.log(std) + 0.5 * math.log(2 * math.pi))
         self.fc = Linear(hidden_size, hidden_size // 2)
         self.fc_lt = Linear(hidden_size // 2, 2)
 
     def forward(self, h_t, noise=None):
         mu = paddle.tanh(self.fc_lt(F.relu(self.fc(h_t.detach()))))
-        policy = Normal(mu, paddle.full([], self.std, dtype=mu.dtype))
-        sample = policy.sample() if noise is None else mu + self.std * noise
-        sample = sample.detach()  # Normal.sample() is differentiable in Paddle
-        log_pi = policy.log_prob(sample).sum(axis=1)
+        if noise is None:
+            noise = paddle.randn(mu.shape, mu.dtype)
+        sample = (mu + self.std * noise).detach()
+        z = (sample - mu) / self.std
+        log_pi = (-0.5 * z.square()).sum(axis=1) - self.log_normaliser
         return paddle.clip(sample, -1.0, 1.0), log_pi
 
 

@@ -3,10 +3,12 @@ tasks' canvases, this checkout against an earlier commit, in one run:
 
     python benchmarks/canvas_speed.py 4a17cfd                   # steps and evaluations
     python benchmarks/canvas_speed.py 4a17cfd --whole_epochs    # main.py's epochs
+    python benchmarks/canvas_speed.py acbbe70 --whole_epochs --epoch_images 0 \
+        --num_threads 0 --processes 2                           # as a user types them
 
 Each side runs in its own process from its own tree (the commit is checked out
 with `git worktree` in a temporary folder) with main.py's settings on one
-thread, and the two take turns, so that both see the same machine; median of
+thread, and the sides take turns, so that all see the same machine; median of
 --repeats. Tasks: 28x28 with the defaults (one 8x8 patch, 6 glimpses), and
 cluttered 60x60 (4 distractors, 3 scales) and 100x100 (8 distractors, 4 scales)
 with 12x12 patches and 8 glimpses.
@@ -14,9 +16,14 @@ with 12x12 patches and 8 glimpses.
 Steps: images per second over --steps training steps of batch 128, or over
 --eval_batches evaluations with M=10, on random 8-bit images (whole 255ths, as
 canvases are; standardised for 28x28). Whole epochs: `main.py --epochs 1
---train_subset --epoch_images` on MNIST's canvases, training images per second
-(the log's samples_per_s) and validation images per second with M=10 (the
-validation images over the log's seconds less the training time).
+--train_subset --epoch_images` (0: the whole training set) on MNIST's canvases,
+with the published recipes (cosine from 1e-3, std 0.1; fresh canvases every epoch),
+on --num_threads threads (0: main.py's default, every core); training images per
+second (the log's samples_per_s), validation images per second with M=10 (the
+validation images over the log's seconds less the training time) and the whole
+epoch's seconds. --processes N adds a third side: this tree data-parallel in N
+processes (paddle.distributed.launch, --batch_size 128 / N, so that a step still
+averages 128 images).
 """
 import argparse
 import json
@@ -69,17 +76,27 @@ def measure(tree, side, num_patches, steps, eval_batches):
     return {"train": train, "eval": eval_batches * 128 / (time.perf_counter() - start)}
 
 
-def whole_epoch(tree, side, num_patches, images, scratch):
-    """Training and validation images/s of one epoch of `tree`'s main.py, from its log."""
-    task = [] if side == 28 else [
-        "--dataset", "cluttered", "--image_size", str(side), "--num_distractors",
-        str(4 if side == 60 else 8), "--patch_size", "12", "--num_patches", str(num_patches),
-        "--glimpse_scale", "2", "--num_glimpses", "8", "--std", "0.1"]
+def whole_epoch(tree, side, num_patches, images, scratch, num_threads, processes=1):
+    """Training and validation images/s and the seconds of one epoch of `tree`'s main.py,
+    from its log."""
+    task = ["--lr_schedule", "cosine", "--init_lr", "1e-3", "--std", "0.1"]
+    if side != 28:
+        task += ["--dataset", "cluttered", "--image_size", str(side), "--num_distractors",
+                 str(4 if side == 60 else 8), "--patch_size", "12", "--num_patches",
+                 str(num_patches), "--glimpse_scale", "2", "--num_glimpses", "8",
+                 "--fresh_canvases"]
     out = os.path.join(scratch, "run")
+    launcher = []
+    if processes > 1:
+        launcher = ["-m", "paddle.distributed.launch", "--nproc_per_node", str(processes),
+                    "--log_dir", os.path.join(out, "launch")]
+        task += ["--batch_size", str(128 // processes)]
+    if num_threads:
+        task += ["--num_threads", str(num_threads)]
     # Each tree keeps its own canvas cache (their names differ); made on the first run,
     # outside the epoch's timing.
-    subprocess.run([sys.executable, "main.py", "--use_gpu=False", "--epochs", "1",
-                    "--num_threads", "1", "--train_subset", str(images), *task,
+    subprocess.run([sys.executable, *launcher, "main.py", "--use_gpu=False", "--epochs", "1",
+                    "--train_subset", str(images), *task,
                     "--ckpt_dir", out, "--logs_dir", out, "--plot_dir", out,
                     "--cache_dir", os.path.join(scratch, "cache", os.path.basename(tree))],
                    cwd=tree, check=True, capture_output=True, text=True)
@@ -87,11 +104,13 @@ def whole_epoch(tree, side, num_patches, images, scratch):
     with open(os.path.join(out, log)) as f:
         line = [line.split() for line in f if line.startswith("epoch")][-1]
     values = dict(zip(line[::2], line[1::2]))
-    num_valid = int(images * 0.1)
-    train_seconds = (images - num_valid) / float(values["samples_per_s"])
+    num_train = images or 60000
+    num_valid = int(num_train * 0.1)
+    train_seconds = (num_train - num_valid) / float(values["samples_per_s"])
     subprocess.run(["rm", "-rf", out], check=True)
     return {"train": float(values["samples_per_s"]),
-            "eval": num_valid / (float(values["seconds"]) - train_seconds)}
+            "eval": num_valid / (float(values["seconds"]) - train_seconds),
+            "epoch": float(values["seconds"])}
 
 
 def main(argv=None):
@@ -104,7 +123,11 @@ def main(argv=None):
     parser.add_argument("--whole_epochs", action="store_true",
                         help="time main.py's epochs instead of steps and evaluations")
     parser.add_argument("--epoch_images", type=int, default=12000,
-                        help="--train_subset of the whole epochs (a tenth validates)")
+                        help="--train_subset of the whole epochs (a tenth validates; 0: all)")
+    parser.add_argument("--num_threads", type=int, default=1,
+                        help="main.py's --num_threads in whole epochs (0: its default)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="also time this tree's whole epochs in this many processes")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)  # tree side num_patches
     args = parser.parse_args(argv)
     if args.child:
@@ -119,13 +142,17 @@ def main(argv=None):
         try:
             commit = subprocess.run(["git", "-C", base_tree, "rev-parse", "--short", "HEAD"],
                                     check=True, capture_output=True, text=True).stdout.strip()
+            sides = [("base", base_tree, 1), ("this", HERE, 1)]
+            if args.whole_epochs and args.processes > 1:
+                sides.append((f"this_{args.processes}p", HERE, args.processes))
             for name, side, num_patches in TASKS:
-                runs = {"base": [], "this": []}
+                runs = {which: [] for which, _, _ in sides}
                 for _ in range(args.repeats):
-                    for which, tree in (("base", base_tree), ("this", HERE)):
+                    for which, tree, processes in sides:
                         if args.whole_epochs:
                             runs[which].append(whole_epoch(tree, side, num_patches,
-                                                           args.epoch_images, folder))
+                                                           args.epoch_images, folder,
+                                                           args.num_threads, processes))
                             continue
                         out = subprocess.run(
                             [sys.executable, os.path.abspath(__file__), args.base,
@@ -134,15 +161,23 @@ def main(argv=None):
                             check=True, capture_output=True, text=True).stdout
                         runs[which].append(json.loads(out.strip().splitlines()[-1]))
                 row = {"task": name, "base": commit}
-                for part in ("train", "eval"):
+                parts = ("train", "eval", "epoch") if args.whole_epochs else ("train", "eval")
+                for part in parts:
                     base = statistics.median(run[part] for run in runs["base"])
-                    this = statistics.median(run[part] for run in runs["this"])
-                    row.update({f"{part}_base": round(base), f"{part}_this": round(this),
-                                f"{part}_ratio": round(this / base, 2)})
+                    row[f"{part}_base"] = round(base, 1)
+                    for which, _, _ in sides[1:]:
+                        this = statistics.median(run[part] for run in runs[which])
+                        # Seconds: the ratio is base over this, so that > 1 is faster too.
+                        ratio = base / this if part == "epoch" else this / base
+                        row.update({f"{part}_{which}": round(this, 1),
+                                    f"{part}_ratio_{which}": round(ratio, 2)})
                 print(json.dumps(row) if args.json else
-                      f"{name}: train {row['train_base']} -> {row['train_this']} images/s "
-                      f"({row['train_ratio']}x), evaluate {row['eval_base']} -> "
-                      f"{row['eval_this']} ({row['eval_ratio']}x) against {commit}", flush=True)
+                      f"{name}: " + "; ".join(
+                          f"{which}: train {row[f'train_ratio_{which}']}x, evaluate "
+                          f"{row[f'eval_ratio_{which}']}x"
+                          + (f", epoch {row['epoch_base']} -> {row[f'epoch_{which}']} s "
+                             f"({row[f'epoch_ratio_{which}']}x)" if args.whole_epochs else "")
+                          for which, _, _ in sides[1:]) + f" against {commit}", flush=True)
         finally:
             subprocess.run(["git", "-C", HERE, "worktree", "remove", "--force", base_tree],
                            check=False)

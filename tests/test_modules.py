@@ -90,3 +90,21 @@ def test_location_log_pi_is_density_of_unclamped_sample():
     # point, so log_pi is lower than the clamped point's density (equal if taken after).
     gap = density[~inside] - log_pi.numpy()[~inside]
     assert (gap > -1e-4).all() and gap.sum() > 1.0
+
+
+def test_location_draws_are_those_of_paddle_distribution_normal():
+    """The policy's sampling, written out, draws what Normal(mu, std).sample() draws from
+    the same RNG state (runs and checkpoints from before it continue alike), and its
+    log_pi is Normal's log_prob to float rounding."""
+    from paddle.distribution import Normal
+    net = LocationNetwork(16, 0.1)
+    h_t = paddle.randn([64, 16])
+    mu = paddle.tanh(net.fc_lt(paddle.nn.functional.relu(net.fc(h_t))))
+    paddle.seed(11)
+    l_t, log_pi = net(h_t)
+    paddle.seed(11)
+    policy = Normal(mu, paddle.full([], 0.1))
+    sample = policy.sample()
+    np.testing.assert_array_equal(l_t.numpy(), paddle.clip(sample, -1.0, 1.0).numpy())
+    np.testing.assert_allclose(log_pi.numpy(), policy.log_prob(sample).sum(axis=1).numpy(),
+                               rtol=1e-6, atol=1e-5)

@@ -59,11 +59,11 @@ def test_every_retina_method_matches_loop_oracle(num_patches, glimpse_scale, cha
         np.testing.assert_allclose(phi.numpy(), expected, rtol=1e-5, atol=1e-6, err_msg=method)
 
 
-@pytest.mark.parametrize("pixels,table", [("8-bit", "int32"), ("any float", "float64")])
+@pytest.mark.parametrize("pixels,table", [("8-bit", "float32"), ("any float", "float64")])
 @pytest.mark.parametrize("size,num_patches", [(60, 3), (100, 4)])
 def test_retina_on_the_papers_canvases_matches_loop_oracle(size, num_patches, pixels, table):
     """The translated and cluttered tasks' retinas: 12x12 patches, each next one twice as
-    wide; canvases (whole 255ths) are summed in integers, other images in float64."""
+    wide; canvases (whole 255ths) are counted in float32, other images summed in float64."""
     rng = np.random.default_rng(size)
     images = rng.uniform(size=(16, 1, size, size)).astype(np.float32)
     if pixels == "8-bit":
