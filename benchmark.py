@@ -3,6 +3,7 @@
     python benchmark.py                  # Paddle only: retina, training step, evaluation
     python benchmark.py --compare-torch  # and the PyTorch reference, alternating, with ratios
     python benchmark.py --profile        # where the time of one training step goes
+    python benchmark.py --operators 100x100  # Paddle's profile of 20 steps of a task, by operator
     python benchmark.py --json           # one JSON line instead of the table
     python benchmark.py --inference      # the exported model (Paddle Inference) against dygraph
 
@@ -188,18 +189,26 @@ def train_steps(trainer, batches, steps):
     float(trainer.model.rnn.i2h.weight.sum())  # wait for the device
 
 
-def canvas_task(name, side, distractors, scales, args, digits):
-    """Training and evaluation (M=10) images/s on one canvas task, and with --profile
-    the parts of its step, as main.py runs it."""
+def canvas_setup(side, distractors, scales, num_batches, digits):
+    """A Trainer of the paper's model for a canvas task, as main.py builds it, and
+    num_batches batches of its canvases made from digits."""
     config = get_config(["--dataset", "cluttered", "--image_size", str(side), "--num_distractors",
                          str(distractors), "--patch_size", "12", "--num_patches", str(scales),
                          "--glimpse_scale", "2", "--num_glimpses", "8", "--std", "0.1"])
-    count = config.batch_size * max(args.train_steps, args.eval_batches)
+    count = config.batch_size * num_batches
     canvases, _ = make_canvases(digits[:count], side, distractors, 8, np.random.default_rng(0))
     pixels = (canvases[:, None] / np.float32(255)).astype("float32")  # as CanvasDataset gives
     batches = as_batches(pixels, np.random.default_rng(1).integers(0, 10, count), config.batch_size)
     with paddle.utils.unique_name.guard():
-        trainer = Trainer(config)
+        return Trainer(config), batches
+
+
+def canvas_task(name, side, distractors, scales, args, digits):
+    """Training and evaluation (M=10) images/s on one canvas task, and with --profile
+    the parts of its step, as main.py runs it."""
+    trainer, batches = canvas_setup(side, distractors, scales,
+                                    max(args.train_steps, args.eval_batches), digits)
+    config = trainer.config
     train_times = time_runs(lambda: train_steps(trainer, batches, args.train_steps), args.repeats)
     eval_times = time_runs(lambda: evaluate(trainer.model, batches[:args.eval_batches], config.M),
                            args.repeats)
@@ -267,6 +276,9 @@ def main(argv=None):
     parser.add_argument("--json", action="store_true", help="print one JSON line, no table")
     parser.add_argument("--profile", action="store_true",
                         help="also split one training step into its parts")
+    parser.add_argument("--operators", choices=[name for name, *_ in RETINAS],
+                        help="print Paddle's profile of 20 training steps of this task, by "
+                             "operator, and nothing else")
     parser.add_argument("--inference", action="store_true",
                         help="time test-time prediction instead: dygraph against the exported "
                              "model in Paddle Inference")
@@ -289,6 +301,19 @@ def main(argv=None):
         images, labels = load_mnist(args.data_dir, "train")
     except DataError as err:
         sys.exit(f"[!] {err}")
+    if args.operators:
+        if args.operators == "28x28":
+            trainer = Trainer(config)
+            batches = as_batches(images[:20 * config.batch_size], labels[:20 * config.batch_size],
+                                 config.batch_size)
+        else:
+            trainer, batches = canvas_setup(
+                *[task for task in CANVAS_TASKS if task[0] == args.operators][0][1:],
+                20, read_digits(args.data_dir, "train")[0])
+        print(f"Paddle's profiler over 20 training steps of {args.operators}, {threads} "
+              f"thread(s), by operator:")
+        operator_profile(trainer, batches, 20)
+        return
     if args.inference:
         result, rates = inference_speed(args, threads)
         result["setup"] = {"paddle": paddle.__version__, "threads": threads, "M": config.M,

@@ -39,7 +39,8 @@ def whole_numbers(scaled, counts):
 
 
 def eight_bit(images):
-    """Whether every pixel is a whole number of 255ths in [0, 1], to float32's precision."""
+    """Whether every pixel of a float32 array is a whole number of 255ths in [0, 1], to
+    float32's precision."""
     scaled = images * np.float32(LEVELS)
     return whole_numbers(scaled, np.rint(scaled))
 
@@ -136,15 +137,16 @@ class Retina:
         if method == "paddle":
             table = x.astype("float64").cumsum(axis=2).cumsum(axis=3)
             return F.pad(table, [1, 0, 1, 0])  # a zero row on top, a zero column on the left
-        B, C, H, W = x.shape
+        images = as_array(x)
+        B, C, H, W = images.shape
         values = None
         # The first image alone first: other images are seldom 8-bit throughout, and
         # are then spared the whole batch's check.
-        if H * W * LEVELS < 2**24 and eight_bit(as_array(x[:1])):
-            scaled = x * float(LEVELS)
-            counts = paddle.round(scaled)
-            if whole_numbers(as_array(scaled), as_array(counts)):
-                values = counts
+        if H * W * LEVELS < 2**24 and eight_bit(images[:1]):
+            scaled = images * np.float32(LEVELS)
+            counts = np.rint(scaled)
+            if whole_numbers(scaled, counts):
+                values = paddle.utils.dlpack.from_dlpack(counts)  # the same memory
         if values is None:
             values = x.astype("float64")
         sums = values.cumsum(axis=2).cumsum(axis=3)

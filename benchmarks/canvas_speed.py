@@ -21,9 +21,10 @@ with the published recipes (cosine from 1e-3, std 0.1; fresh canvases every epoc
 on --num_threads threads (0: main.py's default, every core); training images per
 second (the log's samples_per_s), validation images per second with M=10 (the
 validation images over the log's seconds less the training time) and the whole
-epoch's seconds. --processes N adds a third side: this tree data-parallel in N
+epoch's seconds. --processes N adds a side: this tree data-parallel in N
 processes (paddle.distributed.launch, --batch_size 128 / N, so that a step still
-averages 128 images).
+averages 128 images). --torch adds the PyTorch reference's epoch at 28x28
+(benchmarks/torch_ram.py --epochs 1, torch's default threads, the reference's recipe).
 """
 import argparse
 import json
@@ -113,6 +114,21 @@ def whole_epoch(tree, side, num_patches, images, scratch, num_threads, processes
             "epoch": float(values["seconds"])}
 
 
+def torch_epoch(scratch):
+    """Training and validation images/s and the seconds of one 28x28 epoch of the PyTorch
+    reference (benchmarks/torch_ram.py), from its log."""
+    log = os.path.join(scratch, "torch.log")
+    subprocess.run([sys.executable, os.path.join(HERE, "benchmarks", "torch_ram.py"), "--epochs",
+                    "1", "--log", log], cwd=HERE, check=True, capture_output=True, text=True)
+    with open(log) as f:
+        line = [line.split() for line in f if line.startswith("epoch")][-1]
+    values = dict(zip(line[::2], line[1::2]))
+    train_seconds = 54000 / float(values["samples_per_s"])
+    return {"train": float(values["samples_per_s"]),
+            "eval": 6000 / (float(values["seconds"]) - train_seconds),
+            "epoch": float(values["seconds"])}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("base", help="the earlier commit to compare with")
@@ -128,6 +144,8 @@ def main(argv=None):
                         help="main.py's --num_threads in whole epochs (0: its default)")
     parser.add_argument("--processes", type=int, default=1,
                         help="also time this tree's whole epochs in this many processes")
+    parser.add_argument("--torch", action="store_true",
+                        help="also time the PyTorch reference's whole 28x28 epoch")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)  # tree side num_patches
     args = parser.parse_args(argv)
     if args.child:
@@ -146,9 +164,14 @@ def main(argv=None):
             if args.whole_epochs and args.processes > 1:
                 sides.append((f"this_{args.processes}p", HERE, args.processes))
             for name, side, num_patches in TASKS:
-                runs = {which: [] for which, _, _ in sides}
+                task_sides = sides + ([("torch", None, 1)] if args.torch and args.whole_epochs
+                                      and side == 28 else [])
+                runs = {which: [] for which, _, _ in task_sides}
                 for _ in range(args.repeats):
-                    for which, tree, processes in sides:
+                    for which, tree, processes in task_sides:
+                        if which == "torch":
+                            runs[which].append(torch_epoch(folder))
+                            continue
                         if args.whole_epochs:
                             runs[which].append(whole_epoch(tree, side, num_patches,
                                                            args.epoch_images, folder,
@@ -165,19 +188,30 @@ def main(argv=None):
                 for part in parts:
                     base = statistics.median(run[part] for run in runs["base"])
                     row[f"{part}_base"] = round(base, 1)
-                    for which, _, _ in sides[1:]:
+                    for which, _, _ in task_sides[1:]:
                         this = statistics.median(run[part] for run in runs[which])
                         # Seconds: the ratio is base over this, so that > 1 is faster too.
                         ratio = base / this if part == "epoch" else this / base
                         row.update({f"{part}_{which}": round(this, 1),
                                     f"{part}_ratio_{which}": round(ratio, 2)})
+                    if "torch" in runs:  # each Paddle side against the reference
+                        torch = statistics.median(run[part] for run in runs["torch"])
+                        for which, _, _ in sides:
+                            mine = statistics.median(run[part] for run in runs[which])
+                            row[f"{part}_{which}_vs_torch"] = round(
+                                torch / mine if part == "epoch" else mine / torch, 2)
                 print(json.dumps(row) if args.json else
                       f"{name}: " + "; ".join(
                           f"{which}: train {row[f'train_ratio_{which}']}x, evaluate "
                           f"{row[f'eval_ratio_{which}']}x"
                           + (f", epoch {row['epoch_base']} -> {row[f'epoch_{which}']} s "
                              f"({row[f'epoch_ratio_{which}']}x)" if args.whole_epochs else "")
-                          for which, _, _ in sides[1:]) + f" against {commit}", flush=True)
+                          for which, _, _ in task_sides[1:]) + f" against {commit}"
+                      + ("; against torch: " + "; ".join(
+                          f"{which} train {row[f'train_{which}_vs_torch']}x, evaluate "
+                          f"{row[f'eval_{which}_vs_torch']}x, epoch "
+                          f"{row[f'epoch_{which}_vs_torch']}x" for which, _, _ in sides)
+                         if "torch" in runs else ""), flush=True)
         finally:
             subprocess.run(["git", "-C", HERE, "worktree", "remove", "--force", base_tree],
                            check=False)

@@ -27,6 +27,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# torch's default threads, read before main() imports our data_loader, whose import of
+# Paddle sets OMP_NUM_THREADS=1 (it left the 30-epoch runs of results/logs on one thread).
+DEFAULT_THREADS = torch.get_num_threads()
 
 
 class Retina:
@@ -187,6 +190,7 @@ def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--serve":
         return serve(sys.argv[2])
     from data_loader import EpochShuffler, load_mnist, train_valid_split
+    torch.set_num_threads(DEFAULT_THREADS)
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=30)
@@ -230,6 +234,7 @@ def main():
                 optimizer.step()
                 total_loss += float(loss) * len(batch)
                 total_correct += float(correct.sum())
+            samples_per_s = len(order) / (time.time() - start)
             valid_acc = evaluate(model, images[valid_idx], labels[valid_idx], args.M, 128)
             if valid_acc > best_acc:
                 best_acc, best_state = valid_acc, {k: v.clone() for k, v in model.state_dict().items()}
@@ -239,7 +244,8 @@ def main():
                                 "best_valid_acc": best_acc}, args.ckpt)
             line = (f"epoch {epoch + 1} train_loss {total_loss / len(order):.4f} train_acc "
                     f"{100 * total_correct / len(order):.2f} valid_acc {valid_acc:.2f} valid_err "
-                    f"{100 - valid_acc:.2f} seconds {time.time() - start:.1f}")
+                    f"{100 - valid_acc:.2f} seconds {time.time() - start:.1f} samples_per_s "
+                    f"{samples_per_s:.0f}")
             print(line, flush=True)
             log.write(line + "\n")
             log.flush()
