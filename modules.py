@@ -94,7 +94,8 @@ class LocationNetwork(nn.Layer):
     summed over the two coordinates, and the only path by which the loss reaches
     this network. Both are written out rather than taken from
     paddle.distribution.Normal: the same draws (paddle.randn is what Normal.sample
-    draws) in a third of the operators, which is 7% of a 28x28 training step.
+    draws) in a third of the operators: 1.05x on a 28x28 training step
+    (benchmarks/policy_ops.py).
 
     Input: h_t (B, hidden_size) and, optionally, noise (B, 2): standard-normal
     draws to use instead of sampling (align.py gives PyTorch and Paddle the same).
