@@ -109,3 +109,15 @@ def test_retina_centre_pixel_and_zero_padding(method):
 def test_retina_refuses_unknown_method():
     with pytest.raises(ValueError, match="retina method"):
         Retina(8, 1, 1, "fft")
+
+
+def test_8_bit_images_too_large_for_exact_float32_counts_are_summed_in_float64():
+    """Counts of 255ths stay exact in float32 while a sum stays below 2^24: a 256x256 white
+    image sums to 16,711,680 255ths, one 257x257 to past 2^24, so it takes the float64 table,
+    and the patch at its far corner still averages to exactly 1."""
+    for side, table_type in [(256, "float32"), (257, "float64")]:
+        images = paddle.ones([1, 1, side, side])
+        retina = Retina(4, 2, 2, "numpy")
+        assert retina.summed_area_table(images).dtype == table_type
+        phi = retina.foveate(images, paddle.to_tensor([[0.99, 0.99]]))
+        assert phi.numpy()[0, :16].min() == 1.0  # the sharp patch lies inside the image
