@@ -105,7 +105,8 @@ class LocationNetwork(nn.Layer):
     def __init__(self, hidden_size, std):
         super().__init__()
         self.std = std
-        # log N(x; mu, std) = -((x - mu) / std)^2 / 2 - log(std) - log(2 pi) / 2, per coordinate
+        # Over the two coordinates, log N(x; mu, std) = -sum(z^2) / 2 - 2 (log(std) + log(2 pi) / 2),
+        # z = (x - mu) / std: the second term is this constant.
         self.log_normaliser = 2 * (math.log(std) + 0.5 * math.log(2 * math.pi))
         self.fc = Linear(hidden_size, hidden_size // 2)
         self.fc_lt = Linear(hidden_size // 2, 2)
