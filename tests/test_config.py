@@ -107,7 +107,7 @@ def test_tasks_have_their_papers_defaults_and_names(argv, size, distractors, nam
 
 
 def test_a_checkpoints_options_are_the_defaults_with_checkpoint():
-    path = "results/cluttered/ram_8_12x12_2_cluttered100_d8/model.pdparams"
+    path = "results/cluttered/ram_8_12x12_2_cluttered100_d8_e500/model.pdparams"
     config = get_config(["--use_gpu=False", "--is_train=False", "--checkpoint", os.path.join(ROOT, path)])
     assert (config.dataset, config.image_size, config.num_distractors, config.num_patches,
             config.patch_size, config.num_glimpses, config.std) == ("cluttered", 100, 8, 4, 12, 8, 0.1)
