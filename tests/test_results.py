@@ -47,7 +47,9 @@ def test_each_row_holds_a_weights_only_checkpoint_its_log_and_its_result(row):
     # The paper's model is "ram"; a baseline or variant is named by what the options make it.
     model = config.get("model", "ram")
     model = f"fc{config['fc_hidden']}" if model == "fc" else model
-    assert row["model"] == model + ("_random" if config.get("random_glimpses") else "")
+    core = config.get("core", "rnn")  # the paper's rectifier core is unnamed; an LSTM core is "_lstm"
+    assert row["model"] == (model + ("" if core == "rnn" else "_" + core)
+                            + ("_random" if config.get("random_glimpses") else ""))
     with open(os.path.join(folder, "test.json")) as f:
         result = json.load(f)
     assert (result["test_error"], result["M"], result["total"]) == (row["test_error"], 10, 10000)
