@@ -116,11 +116,20 @@ def test_published_commands_print_their_figures(tmp_path, request):
     # Two at a time, one thread each: on two cores, less time in all than one after another.
     with ThreadPoolExecutor(max_workers=2) as pool:
         runs = list(pool.map(lambda item: rerun(item, tmp_path), enumerate(rows)))
+    printed = re.compile(r"\[\*\] Test Acc: (\d+)/10000 \((\d+\.\d\d)% - (\d+\.\d\d)%\)")
+    off = []
     for row, run in zip(rows, runs):
         assert run.returncode == 0, (row["checkpoint"], run.stderr)
-        correct = round(10000 * (1 - row["test_error"] / 100))
-        expected = f"[*] Test Acc: {correct}/10000 ({100 - row['test_error']:.2f}% - {row['test_error']:.2f}%)"
-        assert expected in run.stdout, (row["checkpoint"], run.stdout[-300:])
+        found = printed.search(run.stdout)
+        assert found, (row["checkpoint"], run.stdout[-300:])
+        correct = int(found.group(1))
+        assert (found.group(2), found.group(3)) == (f"{correct / 100:.2f}", f"{100 - correct / 100:.2f}")
+        # Bit for bit on a machine like the one that measured the row. Another CPU's MKL code
+        # path rounds otherwise and may move one borderline image, no more (docs/reliability.md:
+        # the 6-glimpse 100x100 row prints 9177 for 9176 on an AMD EPYC with MKL's AVX2 path).
+        if abs(correct - round(10000 * (1 - row["test_error"] / 100))) > 1:
+            off.append((row["checkpoint"], row["test_error"], found.group(0)))
+    assert off == []
     for index in range(len(rows)):  # the result went to --logs_dir, not beside the checkpoint
         assert [p.name for p in (tmp_path / str(index)).iterdir()][0].endswith("_test.json")
     headline = next(r for r in ROWS if r["checkpoint"] == HEADLINE)
