@@ -1,0 +1,78 @@
+"""search.py: a random search whose trials are normal runs scored on validation, shared by
+several workers through one study, and carried on after a worker is killed."""
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from search import smallest_valid_error
+from tests.helpers import MNIST_DIR, ROOT
+
+TINY = ["--num_glimpses", "2", "--patch_size", "4", "--hidden_size", "32", "--glimpse_hidden", "16",
+        "--loc_hidden", "16", "--train_subset", "300", "--valid_size", "0.2", "--epochs", "3",
+        "--optimizer", "sgd", "--batch_size", "20", "--lr_schedule", "linear", "--data_dir",
+        MNIST_DIR, "--use_gpu=False"]
+
+
+def search(tmp_path, *extra):
+    return [sys.executable, os.path.join(ROOT, "search.py"), "--study", "tiny", "--trials", "4",
+            "--sample", "init_lr=1e-3:1e-1:log", "--sample", "std=0.05:0.3:log", "--heartbeat",
+            "1", "--grace", "10", "--ckpt_dir", str(tmp_path), *extra, "--", *TINY]
+
+
+def test_two_workers_share_a_study_and_a_killed_one_is_taken_up_without_repeating(tmp_path):
+    subprocess.run(search(tmp_path, "--report"), check=True, capture_output=True, timeout=120)
+    worker = [*search(tmp_path, "--child", "--threads", "1")]
+    first = subprocess.Popen(worker[:-len(TINY) - 1] + ["--seed", "1", "--", *TINY],
+                             start_new_session=True, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while not glob.glob(str(tmp_path / "tiny" / "*" / "ckpt.pdparams")) and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(first.pid, signal.SIGKILL)  # the worker and its trial's main.py, mid-trial
+    first.wait(timeout=60)
+    [killed] = glob.glob(str(tmp_path / "tiny" / "*" / "ckpt.pdparams"))
+    time.sleep(11)  # past the grace period (long, for a loaded machine): its trial is taken as killed
+    again = [subprocess.Popen(worker[:-len(TINY) - 1] + ["--seed", str(seed), "--", *TINY],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for seed in (1, 2)]
+    assert [process.wait(timeout=600) for process in again] == [0, 0]
+
+    table = subprocess.run(search(tmp_path, "--report"), capture_output=True, text=True,
+                           timeout=120).stdout
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| ") and
+            line.split(" | ")[0][2:].isdigit()]
+    complete = [row for row in rows if row[3] == "complete"]
+    assert len(complete) == 4 and all(row[3] in ("complete", "fail") for row in rows), table
+    logs = sorted(glob.glob(str(tmp_path / "tiny" / "*" / "train.log")))
+    assert len(logs) == 4  # the killed trial's run was resumed, not run again as a new one
+    for log in logs:
+        with open(log) as f:
+            lines = f.read().splitlines()
+        assert sum(line.startswith("# started") for line in lines) == 1, log
+        assert [line.split()[1] for line in lines if line.startswith("epoch")] == ["1", "2", "3"]
+    with open(os.path.join(os.path.dirname(killed), "train.log")) as f:
+        assert "# resumed after epoch" in f.read()
+    # each trial's score is the smallest validation error of its own log
+    scores = {f"{float(row[-1].strip(' |')):.2f}" for row in complete}
+    assert scores == {f"{smallest_valid_error(log):.2f}" for log in logs}
+    assert "[*] best: trial" in table and "python main.py" in table
+
+
+def test_a_bad_sample_is_refused_in_one_line(tmp_path):
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "search.py"), "--study", "x",
+                           "--sample", "init_lr=0.1:0.01"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and "low < high" in done.stderr
+
+
+@pytest.mark.parametrize("option", ["--run_name", "--ckpt_dir", "--resume"])
+def test_what_search_sets_itself_is_refused(tmp_path, option):
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "search.py"), "--study", "x",
+                           "--sample", "std=0.1:0.2", "--", option, "y"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "search.py's to set" in done.stderr
