@@ -2,8 +2,8 @@
 ways, and check that the two frameworks compute the same model.
 
     python align.py --torch_ckpt ram_6_8x8_1_model_best.pth.tar
-        -> ckpt/ram_6_8x8_1_model_best.pdparams, which `python main.py --is_train=False` tests
-    python align.py --to_torch ckpt/ram_6_8x8_1_model_best.pdparams --out ram_6_8x8_1_model_best.pth.tar
+        -> ckpt/ram_6_8x8_1/best.pdparams, which `python main.py --is_train=False` tests
+    python align.py --to_torch ckpt/ram_6_8x8_1/best.pdparams --out ram_6_8x8_1_model_best.pth.tar
         -> the reference's checkpoint dict: epoch, model_state, optim_state, best_valid_acc
     python align.py --to_torch results/mnist/ram_6_8x8_1/model.pdparams --out ram_6.pth.tar
         -> the same of a published row (float16 weights, no Adam state: a fresh Adam's)
@@ -368,7 +368,7 @@ def main(argv=None):
     action.add_argument("--to_torch", metavar="PDPARAMS", help="one of our checkpoints to convert")
     action.add_argument("--check", action="store_true", help="compare the two frameworks")
     parser.add_argument("--out", help="where to write the converted checkpoint (default: "
-                                      "ckpt/<model_name>_model_best.pdparams, or the .pdparams "
+                                      "ckpt/<model_name>/best.pdparams, or the .pdparams "
                                       "path with .pth.tar for --to_torch; never inside results/)")
     parser.add_argument("--report", default="logs/align/report.txt", help="--check's report")
     parser.add_argument("--data_dir", default="data/MNIST")
@@ -388,7 +388,7 @@ def main(argv=None):
             state = load_torch_checkpoint(args.torch_ckpt)
             config = config_for(state["model_state"], args)
             converted = torch_to_paddle(state, config)
-            out = args.out or os.path.join("ckpt", f"{model_name(config)}_model_best.pdparams")
+            out = args.out or os.path.join("ckpt", model_name(config), "best.pdparams")
             refuse_results(out)
             if not args.out and os.path.exists(out):
                 raise AlignError(f"{out} exists and would be overwritten: pass --out to choose "

@@ -17,6 +17,7 @@ A checkpoint is a dict saved by paddle.save:
                 bytes anywhere and say where (sha256 from 2026-12-04 on)
 """
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -26,8 +27,8 @@ import pickle
 import numpy as np
 import paddle
 
-from model import MODEL_OPTIONS, ModelConfig, build_model
-from utils import atomic_save
+from model import MODEL_OPTIONS, RESUME, TEST, ModelConfig, build_model
+from utils import FolderLocked, atomic_save, lock_folder, remove_orphans
 
 DIGITS = [str(digit) for digit in range(10)]
 # The task a model was trained on: testing or resuming it on another is refused. classes
@@ -38,7 +39,10 @@ TASK_OPTIONS = ["dataset", "image_size", "num_distractors", "distractor_size", "
 OPTION_DEFAULTS = {"dataset": "mnist", "image_size": 28, "num_distractors": 0, "distractor_size": 8,
                    "dataset_seed": 0, "lr_schedule": "plateau", "channels": 1, "classes": DIGITS,
                    "model": "ram", "fc_hidden": 64, "random_glimpses": False, "core": "rnn",
-                   "train_paths": 1, "clip_grad_norm": 0.0, "retina_method": "auto"}
+                   "train_paths": 1, "clip_grad_norm": 0.0, "retina_method": "auto",
+                   "optimizer": "adam", "momentum": 0.9, "epoch_frames": 1_000_000,
+                   "valid_games": 1000, "test_games": 10_000, "config": None, "fresh_canvases": False,
+                   "entropy_weight": 0.0}
 # What testing a checkpoint needs, and all that a published one (results/) holds;
 # training on needs the optimizer's state and the patience counter too.
 TEST_KEYS = ("model", "epoch", "best_valid_acc", "rng_state", "config")
@@ -72,6 +76,8 @@ def weights_only(state, half=True):
     model's float32). Its test figure is that of the float16 weights, measured anew.
     half=False keeps float32 weights: a run's best checkpoint carried between sessions
     (runs/), which resuming never reads but testing does."""
+    if state.get(UNVOUCHED):  # new digests must never vouch for damaged bytes
+        raise CheckpointError(f"cannot publish a checkpoint whose digests fail: {state[UNVOUCHED]}")
     published = {key: state[key] for key in TEST_KEYS}
     published["model_args"] = state.get("model_args") or model_args(state["config"])
     published["model"] = {name: value.astype("float16") if half and value.dtype == paddle.float32
@@ -182,7 +188,7 @@ def read(path, keys=TEST_KEYS):
     values of their types; its digest matches; its config gets the defaults of options it
     predates, and its model_args are ModelConfig's (from its config, if it predates them).
     Raises a one-line CheckpointError otherwise. Its options are not judged here (see
-    config.saved_options_problem), nor compared with a model (see check)."""
+    config.saved_options_problem), nor compared with a model (see fit)."""
     if not os.path.isfile(path):
         raise CheckpointError(f"no checkpoint at {path}: train first (python main.py) "
                               f"or check --ckpt_dir, --best and the model options")
@@ -256,20 +262,34 @@ def field_problem(state):
     return None
 
 
-def check(state, path, config, model):
-    """Refuse, in one line, a checkpoint (read's) that does not fit main.py's options
-    `config` (a Namespace or dict: its model and task options) or `model` (its weights'
-    names, shapes and dtypes; finite values; the digest); then cast its weights to the
-    model's float32."""
-    options = config if isinstance(config, dict) else vars(config)
+def fit(state, path, model, sections=None, resuming=False, data=None):
+    """The one judge of whether a checkpoint (read's) fits a run: refuse, in one line, one
+    whose weights do not fit `model` (names, shapes, dtypes; finite values) or whose digest
+    does not vouch for it; with `sections` (config.sections of the run's options), one
+    made with other options of the role TEST (the model and task), and when `resuming`,
+    of the role RESUME too (the split, the optimizer and its schedule, and --epochs of a
+    schedule that anneals over them) or from other images (`data`, their digest). Then
+    cast its weights to the model's float32. Returns state."""
     saved, args = state["config"], state["model_args"]
-    differing = [f"--{name} {args[name]} (checkpoint) vs {options[name]}"
-                 for name in MODEL_OPTIONS if args[name] != options[name]]
-    differing += [f"{'' if name == 'classes' else '--'}{name} {saved[name]} (checkpoint) vs "
-                  f"{options[name]}" for name in TASK_OPTIONS if saved[name] != options[name]]
-    if differing:
-        raise CheckpointError(f"{path} was trained with other model or data options: "
-                              + ", ".join(differing))
+    if sections is not None:
+        differing = []
+        for section, values in sections.items():
+            kept = args if section == "model" else saved
+            for field in dataclasses.fields(values):
+                role = field.metadata.get("role")
+                current = getattr(values, field.name)
+                annealed = field.name == "epochs" and saved["lr_schedule"] != "plateau"
+                if (role == TEST or (resuming and (role == RESUME or annealed))) \
+                        and kept.get(field.name) != current:
+                    option = f"--{field.name}" if "help" in field.metadata else field.name
+                    differing.append(f"{option} {kept.get(field.name)} (checkpoint) vs {current}")
+        if differing:
+            raise CheckpointError(f"{path} was trained with other options: " + ", ".join(differing))
+        if resuming and None not in (state.get("data"), data) and state["data"] != data:
+            raise CheckpointError(f"{path} was trained on other data ({state['data']}) than "
+                                  f"the run has now ({data}): resuming would train on images "
+                                  f"it validated on; resume on the data it began with, or "
+                                  f"start afresh")
     expected = model.state_dict()
     problem = weights_problem(state["model"], expected) or state[UNVOUCHED]
     if problem:
@@ -280,9 +300,9 @@ def check(state, path, config, model):
     return state
 
 
-def load(path, config, model, keys=TEST_KEYS):
-    """read, then check against main.py's options `config` and `model`."""
-    return check(read(path, keys), path, config, model)
+def load(path, model, sections, keys=TEST_KEYS):
+    """read, then fit to `model` and the run's option `sections` (config.sections)."""
+    return fit(read(path, keys), path, model, sections)
 
 
 def model_of(state, path, retina_method="auto"):
@@ -292,7 +312,7 @@ def model_of(state, path, retina_method="auto"):
     main.py's)."""
     options = {**state["config"], **state["model_args"], "retina_method": retina_method}
     model = build_model(ModelConfig.from_options(options))
-    check(state, path, options, model)
+    fit(state, path, model)  # the model is the checkpoint's own: its weights are judged
     model.set_state_dict(state["model"])
     return model, argparse.Namespace(**options)
 
@@ -315,3 +335,90 @@ def weights_problem(weights, expected):
         if not bool(paddle.isfinite(value).all()):
             return f"{name} holds NaN or infinite values"
     return None
+
+
+class RunFolder:
+    """One run's files, in one folder, <ckpt_dir>/<name>/: ckpt.pdparams (the last checkpoint,
+    after every epoch), best.pdparams (the best on validation), train.log (its options, then
+    a line an epoch), the VisualDL records, test.json, and glimpses_epoch<N>.npz. With
+    --logs_dir (or --plot_dir), the log, records and test result (or the glimpses) go to
+    <logs_dir>/<name>/ instead, as the reference's options say. The one place that names a
+    run's files, claims them for one process, and refuses a fresh run over another's."""
+
+    LOG, RECORDS, RESULT = "train.log", "vdlrecords.run.log", "test.json"
+
+    def __init__(self, config, name):
+        self.name = name
+        self.path = os.path.join(config.ckpt_dir, name)
+        self.logs = os.path.join(config.logs_dir, name) if config.logs_dir else self.path
+        self.plots = os.path.join(config.plot_dir, name) if config.plot_dir else self.path
+        self.last = os.path.join(self.path, "ckpt.pdparams")
+        self.best = os.path.join(self.path, "best.pdparams")
+        self.log = os.path.join(self.logs, self.LOG)
+        self.result = os.path.join(self.logs, self.RESULT)
+        self.folders = list(dict.fromkeys([self.path, self.logs, self.plots]))
+
+    def glimpses(self, epoch):
+        return os.path.join(self.plots, f"glimpses_epoch{epoch}.npz")
+
+    def claim(self, resuming):
+        """Claim the run's folders for this process until it ends (utils.lock_folder, in an
+        ExitStack returned to close), after deleting the temporary files of its own killed
+        writes. A fresh run (not resuming) is refused in one line, CheckpointError, where a
+        run of this name has written anything: nothing of another run is ever replaced."""
+        locks = contextlib.ExitStack()
+        try:
+            for folder in self.folders:
+                locks.enter_context(lock_folder(folder))
+        except FolderLocked as err:
+            locks.close()
+            raise CheckpointError(str(err)) from None
+        for folder in self.folders:
+            remove_orphans(os.path.join(folder, "*.tmp*"))
+        if not resuming and (refusal := self.existing_run()):
+            locks.close()
+            raise CheckpointError(refusal)
+        return locks
+
+    def adopt_old_layout(self, config):
+        """Move a run of the layout before 2026-12-06 (<ckpt_dir>/<name>_ckpt.pdparams and
+        <name>_model_best.pdparams, <logs_dir>/<name>.log and <logs_dir>/vdl/<name>/) into
+        this folder, so that it resumes and tests as before, unless this folder holds a
+        checkpoint already. Returns the (from, to) pairs moved."""
+        if os.path.exists(self.last) or os.path.exists(self.best):
+            return []
+        old_logs = config.logs_dir or "logs"
+        moves = [(os.path.join(config.ckpt_dir, f"{self.name}_ckpt.pdparams"), self.last),
+                 (os.path.join(config.ckpt_dir, f"{self.name}_model_best.pdparams"), self.best),
+                 (os.path.join(old_logs, f"{self.name}.log"), self.log),
+                 (os.path.join(old_logs, "vdl", self.name, self.RECORDS),
+                  os.path.join(self.logs, self.RECORDS))]
+        moves = [(old, new) for old, new in moves
+                 if os.path.isfile(old) and not os.path.islink(old) and not os.path.exists(new)]
+        for old, new in moves:
+            os.makedirs(os.path.dirname(new), exist_ok=True)
+            os.replace(old, new)
+        return moves
+
+    def existing_run(self):
+        """The one-line refusal of a fresh run where this one has files, or None."""
+        there = [path for path in (self.last, self.best, self.log) if os.path.exists(path)]
+        if not there:
+            return None
+        if not os.path.exists(self.last):
+            return (f"{self.path} holds the start of a run of {self.name} that ended before its "
+                    f"first epoch: delete {self.path} to start it afresh")
+        epochs = last_logged_epoch(self.log)
+        return (f"{self.path} holds a run of {self.name} (after epoch {epochs}): continue it with "
+                f"the same options and --resume=True --best=False, or delete {self.path} to "
+                f"start it afresh")
+
+
+def last_logged_epoch(log):
+    """The number of the last epoch a train.log records, or 0 (none, or no log)."""
+    try:
+        with open(log, errors="replace") as f:
+            numbers = [line.split()[1] for line in f if line.startswith("epoch ")]
+    except OSError:
+        return 0
+    return int(numbers[-1]) if numbers and numbers[-1].isdigit() else 0

@@ -1,4 +1,7 @@
-"""Every option of main.py, with the PyTorch reference's names and defaults."""
+"""Every option of main.py, in four typed sections (the model's ModelConfig, DataConfig,
+TrainConfig, RunConfig) whose fields carry their help, bounds, choices and role (model.option);
+the command line generated from them, with the PyTorch reference's names and defaults; recipe
+files (configs/*.toml) as defaults; the rules that cross fields; and a run's name."""
 import argparse
 import dataclasses
 import hashlib
@@ -6,30 +9,25 @@ import json
 import math
 import os
 import sys
+from dataclasses import dataclass
 
 import paddle
 
 import checkpoint
 from checkpoint import DIGITS, TASK_OPTIONS, CheckpointError
 from data_loader import DataError, folder_classes
-from model import MODEL_OPTIONS, ModelConfig
+from model import FREE, MODEL_OPTIONS, RESUME, TEST, ModelConfig, option
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 RESULTS_DIR = os.path.join(ROOT, "results")  # published results: no run writes there
 
-# The largest value of each option that this project's machine (2 cores, 24 GiB) can
-# run; past these a run ends in a MemoryError or an overflow rather than a result.
-LIMITS = {"M": 100, "batch_size": 4096, "epochs": 100_000, "num_distractors": 64,
-          "num_workers": 64, "num_threads": 1024, "train_paths": 100,
-          **{field.name: field.metadata["most"] for field in dataclasses.fields(ModelConfig)
-             if field.metadata.get("most")}}
 MAX_PATCH = 1024  # pixels on a side of the widest patch, g * s^(k - 1)
 MAX_EVAL_BATCH = 16384  # images in one evaluation batch, M * batch_size
 MAX_CANVAS = 200  # pixels on a side: 70,000 canvases of 200x200 take 2.8 GB
 MAX_SEED = 2**32 - 1  # NumPy's seeds
 MAX_WEIGHTS = 2**27  # a model's weights: 0.5 GB in float32, 2 GB with Adam's moments and gradients
-MAX_CLIP = 1e6  # a larger --clip_grad_norm overflows float32 when squared (and clips nothing)
-MAX_NAME = 200  # characters of a run's name: its files' names must stay under 255
+MAX_NAME = 200  # bytes of a run's name: its files' names must stay under 255
+
 
 def str2bool(value):
     if isinstance(value, bool):
@@ -67,148 +65,287 @@ EXAMPLES = """examples:
   python main.py                                     # the reference's recipe: run ram_6_8x8_1
   python main.py --resume=True --best=False          # continue it from its last checkpoint
   python main.py --is_train=False                    # test its best checkpoint
-  R="--lr_schedule cosine --init_lr 1e-3 --epochs 100 --std 0.1"   # the tuned recipe, a run
-  python main.py $R; python main.py $R --is_train=False            # of its own: every step takes $R
+  python main.py --config configs/mnist_6g.toml      # the 28x28 headline's recipe, a run of its own
+  python main.py --config configs/mnist_6g.toml --is_train=False   # test it
   python main.py --is_train=False --checkpoint results/mnist/ram_6_8x8_1/model.pdparams
-  python main.py --dataset cluttered --image_size 60 --num_distractors 4 --patch_size 12 \\
-      --num_patches 3 --glimpse_scale 2 --num_glimpses 8 --std 0.1 --fresh_canvases
+  python main.py --config configs/catch.toml         # the paper's game of Catch
 
-docs/options.md explains the options; README.md has the quick start."""
+docs/options.md explains the options; configs/ holds the recipe of every published row."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """The task: which images (or game), and how they are split and batched."""
+    dataset: str = option(
+        "mnist", "28x28 MNIST, or each digit at a random place on a larger canvas, with "
+        "--num_distractors clutter for cluttered; folder: your own images in "
+        "--data_dir/train/<class>/ (and --data_dir/test/<class>/), resized to --image_size; "
+        "catch: the paper's game (catch.py), played on a 24x24 screen",
+        choices=("mnist", "translated", "cluttered", "folder", "catch"))
+    image_size: int = option(
+        None, "side of the images: 28 for mnist (the default there and for folder), 60 by "
+        "default for the canvases, 24 for catch", least=4, most=200)
+    num_distractors: int = option(
+        None, "clutter pieces per canvas: 4 by default for cluttered, 0 (and only 0) otherwise",
+        least=0, most=64)
+    distractor_size: int = option(8, "side of each clutter piece, cut from another digit",
+                                  least=1, most=28)
+    dataset_seed: int = option(0, "seed of the canvases (catch: of the validation and test "
+                               "games): the same test set for every run and implementation",
+                               least=0, most=MAX_SEED)
+    fresh_canvases: bool = option(False, "draw new training canvases every epoch (validation "
+                                  "and test canvases stay fixed)", role=RESUME)
+    valid_size: float = option(0.1, "fraction of the training images held out for validation",
+                               role=RESUME, least=0, below=1)
+    batch_size: int = option(128, "images per batch (catch: games played at once)", role=RESUME,
+                             least=1, most=4096)
+    shuffle: bool = option(True, "shuffle the training images every epoch", role=RESUME)
+    train_subset: int = option(0, "use only the first N training images, for smoke runs (0: all)",
+                               role=RESUME, least=0)
+    epoch_frames: int = option(1_000_000, "catch: frames played per epoch, one glimpse and one "
+                               "action of one game each", role=RESUME, least=1, most=10**9)
+    valid_games: int = option(1000, "catch: games played to validate, after each epoch",
+                              role=RESUME, least=1, most=10**6)
+    test_games: int = option(10_000, "catch: games played to test", role=FREE, least=1,
+                             most=10**7, recipe=False)
+    data_dir: str = option("data/MNIST", "folder of the four MNIST IDX files; with --dataset "
+                           "folder, the image folder", role=FREE, recipe=False)
+    cache_dir: str = option("data/cache", "where generated canvases are kept between runs "
+                            "(delete it to free the space; runs make it anew)", role=FREE,
+                            recipe=False)
+    num_workers: int = option(0, "DataLoader worker processes (0: load in the main process)",
+                              role=FREE, least=0, most=64, recipe=False)
+    # Not an option: the names of the data's classes (the game's actions), in the order of
+    # the model's outputs; config.parse sets them.
+    classes: list = dataclasses.field(default_factory=list, metadata=dict(role=TEST))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """How a model is trained: the optimizer, its schedule and the seed."""
+    epochs: int = option(200, "epochs to train (a resumed run stops at the same total)",
+                         role=FREE, least=1, most=100_000)
+    optimizer: str = option("adam", "adam (the reference's) or sgd, with --momentum (the paper's)",
+                            role=RESUME, choices=("adam", "sgd"))
+    momentum: float = option(0.9, "SGD's momentum (--optimizer sgd)", role=RESUME, least=0, below=1)
+    init_lr: float = option(3e-4, "the initial learning rate", role=RESUME, above=0)
+    lr_schedule: str = option(
+        "plateau", "plateau: drop by --lr_factor after --lr_patience epochs without validation "
+        "gain (the reference's); cosine: anneal to zero over --epochs; linear: from --init_lr "
+        "to zero over --epochs, at every step (the paper's)", role=RESUME,
+        choices=("plateau", "cosine", "linear"))
+    lr_factor: float = option(0.1, "factor of a learning-rate drop on a validation plateau",
+                              role=RESUME, above=0, below=1)
+    lr_patience: int = option(20, "epochs without validation gain before the rate drops",
+                              role=RESUME, least=0)
+    train_patience: int = option(
+        50, "epochs without validation gain before training stops (plateau schedule: the "
+        "annealing ones always train their --epochs)", role=FREE, least=0)
+    train_paths: int = option(
+        1, "glimpse paths per training image and step (catch: plays of each game from its "
+        "start); with more than 1, REINFORCE centres each path's reward on the mean reward of "
+        "the image's other paths (tfRAM trains on 10)",
+        role=RESUME, least=1, most=100)
+    clip_grad_norm: float = option(
+        0.0, "clip the gradients' global norm to this before each step (0: no clipping; tfRAM "
+        "clips at 5)", role=RESUME, least=0, most=1e6)
+    entropy_weight: float = option(
+        0.0, "catch: weight of the game actions' entropy subtracted from the loss (keeps the "
+        "policy from settling on one action early)", role=RESUME, least=0, most=100)
+    random_seed: int = option(1, "seed of the weights, the split, the data order and the policy",
+                              role=RESUME, least=0, most=MAX_SEED)
+    M: int = option(10, "Monte-Carlo glimpse paths per image at validation and test", role=FREE,
+                    least=1, most=100, recipe=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Where a run writes and how it shows its progress: never what it trains."""
+    config: str = option(None, "a recipe file (configs/*.toml) whose options are the defaults; "
+                         "the run is named after it", role=FREE)
+    is_train: bool = option(True, "train; False evaluates a checkpoint on the test set", role=FREE)
+    checkpoint: str = option(
+        None, "with --is_train=False: test this checkpoint file (its model and task options are "
+        "the defaults) instead of the run's; e.g. a published one under results/", role=FREE)
+    resume: bool = option(False, "continue training from a checkpoint (see --best)", role=FREE)
+    best: bool = option(True, "load the best checkpoint (False: the last one)", role=FREE)
+    run_name: str = option(
+        None, "name of the run's files; by default the recipe's name (--config) or the model's "
+        "(e.g. ram_6_8x8_1), then, unless the options are the recipe's, '-' and a digest of "
+        "those that differ, so that runs of two recipes never share files", role=FREE)
+    ckpt_dir: str = option("./ckpt", "folder of the runs: each run's checkpoints, log, VisualDL "
+                           "records, glimpses and test result in <ckpt_dir>/<run name>/",
+                           role=FREE)
+    logs_dir: str = option(None, "the runs' logs, VisualDL records and test results in "
+                           "<logs_dir>/<run name>/ instead", role=FREE)
+    plot_dir: str = option(None, "the runs' glimpses in <plot_dir>/<run name>/ instead",
+                           role=FREE)
+    use_gpu: bool = option(None, "run on a GPU; by default True exactly when this Paddle was "
+                           "built with CUDA", role=FREE)
+    num_threads: int = option(0, "CPU threads for Paddle's maths in a CPU run; 0: every core "
+                              "this process may use (Paddle alone takes 1)", role=FREE, least=0,
+                              most=1024)
+    print_freq: int = option(10, "refresh the progress bar's figures every N batches", role=FREE,
+                             least=1)
+    plot_freq: int = option(1, "save the glimpses of the first validation batch every N epochs",
+                            role=FREE, least=1)
+    test_freq: int = option(
+        0, "also test every N epochs and log test_err and selected_test_err (of the "
+        "best-validation checkpoint), never used to choose the best model (0: never)",
+        role=FREE, least=0)
+
+
+# The sections, in the order of the help; every option is a field of one of them.
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "run": RunConfig}
+FIELDS = {field.name: field for section in SECTIONS.values()
+          for field in dataclasses.fields(section) if "help" in field.metadata}
+# What a run's name leaves out: where and how it runs, never what it trains.
+NOT_RECIPE = {name for name, field in FIELDS.items()
+              if not field.metadata["recipe"] or name in {f.name for f in dataclasses.fields(RunConfig)}}
+LIMITS = {name: field.metadata["most"] for name, field in FIELDS.items()
+          if field.metadata["most"] is not None}
+
+
+def sections(options):
+    """main.py's options (a Namespace or dict with classes) as their sections' dataclasses:
+    {"model": ModelConfig, "data": DataConfig, ...}, which checkpoint.fit compares by role."""
+    options = vars(options) if not isinstance(options, dict) else options
+    parts = {"model": ModelConfig.from_options(options)}
+    for name, section in list(SECTIONS.items())[1:]:
+        parts[name] = section(**{field.name: options[field.name]
+                                 for field in dataclasses.fields(section)})
+    return parts
+
 
 parser = OneLineParser(description="Recurrent Attention Model (Mnih et al., 2014) in PaddlePaddle.",
                        epilog=EXAMPLES)
-
-
-def add(group, name, type, default, help):
-    if type is str2bool:  # `--resume` alone means True; `--resume=False` and `--resume False` work too
-        group.add_argument(name, type=str2bool, default=default, nargs="?", const=True,
-                           metavar="BOOL", help=help)
-    else:
-        group.add_argument(name, type=type, default=default, help=help)
-
-
-# The model's options, ModelConfig's fields, each in its group of the help.
-groups = {}
-for field in dataclasses.fields(ModelConfig):
-    if "help" in field.metadata:
-        group = groups.get(field.metadata["group"]) or parser.add_argument_group(
-            field.metadata["group"])
-        groups[field.metadata["group"]] = group
-        if field.metadata["choices"]:
-            group.add_argument(f"--{field.name}", choices=field.metadata["choices"],
-                               default=field.default, help=field.metadata["help"])
+_groups = {}
+for _section, _cls in SECTIONS.items():
+    for _field in dataclasses.fields(_cls):
+        if "help" not in _field.metadata:
+            continue
+        _title = _field.metadata["group"] or _section
+        _group = _groups.get(_title) or parser.add_argument_group(_title)
+        _groups[_title] = _group
+        _type = {bool: str2bool, "bool": str2bool}.get(_field.type, _field.type)
+        _type = {"int": int, "float": float, "str": str}.get(_type, _type)
+        if _field.metadata["choices"]:
+            _group.add_argument(f"--{_field.name}", choices=_field.metadata["choices"],
+                                default=_field.default, help=_field.metadata["help"])
+        elif _type is str2bool:  # `--resume` alone means True; `--resume=False` works too
+            _group.add_argument(f"--{_field.name}", type=str2bool, default=_field.default,
+                                nargs="?", const=True, metavar="BOOL", help=_field.metadata["help"])
         else:
-            add(group, f"--{field.name}", str2bool if field.type is bool else field.type,
-                field.default, field.metadata["help"])
+            _group.add_argument(f"--{_field.name}", type=_type, default=_field.default,
+                                help=_field.metadata["help"])
 
-add(groups["reinforce"], "--M", int, 10, "Monte-Carlo repeats per image at validation and test")
 
-data = parser.add_argument_group("data")
-data.add_argument("--dataset", choices=["mnist", "translated", "cluttered", "folder"],
-                  default="mnist",
-                  help="28x28 MNIST, or each digit at a random place on a larger canvas, "
-                       "with --num_distractors clutter for cluttered; folder: your own images "
-                       "in --data_dir/train/<class>/ (and --data_dir/test/<class>/), resized to "
-                       "--image_size")
-add(data, "--image_size", int, None,
-    "side of the images: 28 for mnist (the default there and for folder), 60 by default for "
-    "the canvases")
-add(data, "--num_distractors", int, None,
-    "clutter pieces per canvas: 4 by default for cluttered, 0 (and only 0) otherwise")
-add(data, "--distractor_size", int, 8, "side of each clutter piece, cut from another digit")
-add(data, "--dataset_seed", int, 0,
-    "seed of the canvases: the same test set for every run and implementation")
-add(data, "--fresh_canvases", str2bool, False,
-    "draw new training canvases every epoch (validation and test canvases stay fixed)")
-add(data, "--cache_dir", str, "data/cache", "where generated canvases are kept between runs")
-add(data, "--valid_size", float, 0.1, "fraction of the training images held out for validation")
-add(data, "--batch_size", int, 128, "images per batch")
-add(data, "--num_workers", int, 0, "DataLoader worker processes (0: load in the main process)")
-add(data, "--shuffle", str2bool, True, "shuffle the training images every epoch")
-add(data, "--train_subset", int, 0, "use only the first N training images, for smoke runs (0: all)")
+def bounds_problem(name, value):
+    """Why `value` is outside option --name's bounds, in one line, or None."""
+    meta = FIELDS[name].metadata
+    if value is None or isinstance(value, (bool, str)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"--{name} must be finite, got {value}"
+    if meta["least"] is not None and value < meta["least"]:
+        return f"--{name} must be at least {meta['least']}, got {value}"
+    if meta["above"] is not None and not value > meta["above"]:
+        return f"--{name} must be above {meta['above']}, got {value}"
+    if meta["below"] is not None and not value < meta["below"]:
+        return f"--{name} must be below {meta['below']}, got {value}"
+    if meta["most"] is not None and value > meta["most"]:
+        most = f"{meta['most']:g}" if isinstance(meta["most"], float) else meta["most"]
+        return f"--{name} must be at most {most} on this machine, got {value}"
+    return None
 
-training = parser.add_argument_group("training")
-add(training, "--is_train", str2bool, True, "train; False evaluates a checkpoint on the test set")
-add(training, "--checkpoint", str, None,
-    "with --is_train=False: test this checkpoint file (its model and task options are the "
-    "defaults) instead of the one in --ckpt_dir; e.g. a published one under results/")
-add(training, "--epochs", int, 200, "epochs to train (a resumed run stops at the same total)")
-add(training, "--init_lr", float, 3e-4, "Adam's initial learning rate")
-training.add_argument("--lr_schedule", choices=["plateau", "cosine"], default="plateau",
-                      help="plateau: drop by --lr_factor after --lr_patience epochs without "
-                           "validation gain (the reference's); cosine: anneal to zero over --epochs")
-add(training, "--lr_factor", float, 0.1, "factor of a learning-rate drop on a validation plateau")
-add(training, "--train_paths", int, 1,
-    "glimpse paths per training image and step; with more than 1, REINFORCE centres each "
-    "path's reward on the mean reward of the image's other paths (tfRAM trains on 10)")
-add(training, "--clip_grad_norm", float, 0.0,
-    "clip the gradients' global norm to this before each step (0: no clipping; tfRAM clips at 5)")
-add(training, "--lr_patience", int, 20, "epochs without validation gain before the rate drops")
-add(training, "--train_patience", int, 50,
-    "epochs without validation gain before training stops (plateau schedule: a cosine run "
-    "always trains its --epochs)")
 
-misc = parser.add_argument_group("misc")
-add(misc, "--use_gpu", str2bool, None,
-    "run on a GPU; by default True exactly when this Paddle was built with CUDA")
-add(misc, "--num_threads", int, 0,
-    "CPU threads for Paddle's maths in a CPU run; 0: every core this process may use "
-    "(Paddle alone takes 1)")
-add(misc, "--best", str2bool, True, "load the best checkpoint (False: the last one)")
-add(misc, "--random_seed", int, 1, "seed of the weights, the split, the data order and the policy")
-add(misc, "--data_dir", str, "data/MNIST",
-    "folder of the four MNIST IDX files; with --dataset folder, the image folder")
-add(misc, "--ckpt_dir", str, "./ckpt", "folder of the checkpoints")
-add(misc, "--logs_dir", str, "./logs", "folder of the epoch logs, test results and VisualDL scalars")
-add(misc, "--plot_dir", str, "./plots", "folder of the glimpse plots")
-add(misc, "--run_name", str, None,
-    "name of the run's files; by default the model's name (e.g. ram_6_8x8_1), then, unless "
-    "the recipe is the defaults', '-' and a digest of the options that differ, so that runs of "
-    "two recipes never share files")
-add(misc, "--resume", str2bool, False, "continue training from a checkpoint (see --best)")
-add(misc, "--print_freq", int, 10, "refresh the progress bar's figures every N batches")
-add(misc, "--plot_freq", int, 1, "save the glimpses of the first validation batch every N epochs")
-add(misc, "--test_freq", int, 0,
-    "also test every N epochs and log test_err and selected_test_err (of the best-validation "
-    "checkpoint), never used to choose the best model (0: never)")
+def read_recipe(path):
+    """A recipe file's options: TOML with the sections [model], [data], [train], [run],
+    each key an option of its section with a value of its type. Raises RecipeError."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            recipe = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise RecipeError(f"--config {path}: not a readable recipe ({err})") from None
+    options = {}
+    for section, values in recipe.items():
+        if section not in SECTIONS or not isinstance(values, dict):
+            raise RecipeError(f"--config {path}: [{section}] is no section; the sections are "
+                              f"{', '.join(f'[{name}]' for name in SECTIONS)}")
+        known = {field.name: field for field in dataclasses.fields(SECTIONS[section])
+                 if "help" in field.metadata}
+        for name, value in values.items():
+            if name not in known or name == "config":
+                raise RecipeError(f"--config {path}: {name} is no option of [{section}]")
+            kind = {"bool": bool, "int": int, "float": float, "str": str}.get(
+                known[name].type, known[name].type)
+            fits = (isinstance(value, bool) if kind is bool else
+                    isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float
+                    else isinstance(value, kind) and not isinstance(value, bool))
+            if not fits:
+                raise RecipeError(f"--config {path}: {section}.{name} is {value!r}, not a "
+                                  f"{kind.__name__}")
+            options[name] = float(value) if kind is float else value
+    return options
+
+
+class RecipeError(Exception):
+    """A recipe file that cannot be read; the message is one line."""
 
 
 def fill_task_defaults(config):
     """Give --image_size and --num_distractors, if not given, their task's defaults."""
-    canvas = config.dataset in ("translated", "cluttered")
     if config.image_size is None:
-        config.image_size = 60 if canvas else 28
+        config.image_size = {"translated": 60, "cluttered": 60, "catch": 24}.get(config.dataset, 28)
     if config.num_distractors is None:
         config.num_distractors = 4 if config.dataset == "cluttered" else 0
     return config
 
 
+# Options that mean something for images alone, or for the game alone: given for the other
+# task (set to other than their defaults), they are refused rather than ignored.
+IMAGES_ONLY = ["valid_size", "shuffle", "train_subset", "fresh_canvases", "M",
+               "num_workers", "num_distractors", "distractor_size", "channels",
+               "random_glimpses", "num_glimpses"]
+GAME_ONLY = ["epoch_frames", "valid_games", "test_games", "entropy_weight"]
+
+
 def check(config):
-    """The first reason the options cannot work (after fill_task_defaults), or None."""
-    canvas = config.dataset in ("translated", "cluttered")
+    """The first reason the options cannot work (after fill_task_defaults), or None: a
+    bound of one option (bounds_problem), then the rules that cross options."""
     fill_task_defaults(config)
+    for name in FIELDS:
+        if problem := bounds_problem(name, getattr(config, name)):
+            return problem
+    canvas = config.dataset in ("translated", "cluttered")
+    defaults = {name: field.default for name, field in FIELDS.items()}
+    defaults["num_distractors"] = 0
+    if config.dataset == "catch":
+        given = [name for name in IMAGES_ONLY if getattr(config, name) != defaults[name]]
+        if given:
+            return (f"--{given[0]} means nothing for --dataset catch (a game is one glimpse a "
+                    f"frame; see docs/options.md)")
+        if config.image_size != 24 or config.model != "ram":
+            return "--dataset catch is played on its 24x24 screen by --model ram"
+        if paddle.distributed.get_world_size() > 1:
+            return "--dataset catch trains in one process (its games are not sharded)"
+    else:
+        given = [name for name in GAME_ONLY if getattr(config, name) != defaults[name]]
+        if given:
+            return f"--{given[0]} is the game's (--dataset catch)"
     if config.dataset == "mnist" and config.image_size != 28:
         return f"--image_size {config.image_size} needs --dataset translated, cluttered or folder"
-    if config.dataset == "folder" and not 4 <= config.image_size <= MAX_CANVAS:
-        return f"--image_size must be 4 to {MAX_CANVAS} for --dataset folder, got {config.image_size}"
     if config.channels not in (1, 3) or (config.channels == 3 and config.dataset != "folder"):
         return (f"--channels must be 1, or 3 with --dataset folder (MNIST is gray), "
                 f"got {config.channels}")
     if config.dataset != "cluttered" and config.num_distractors:
         return "--num_distractors needs --dataset cluttered"
-    if canvas and not 28 <= config.image_size <= MAX_CANVAS:
+    if canvas and not 28 <= config.image_size:
         return f"--image_size must hold a 28x28 digit (28 to {MAX_CANVAS}), got {config.image_size}"
-    if not 1 <= config.distractor_size <= 28:
-        return f"--distractor_size must be 1 to 28, got {config.distractor_size}"
-    positive = ["train_paths", "fc_hidden", "patch_size", "glimpse_scale", "num_patches", "channels", "loc_hidden",
-                "glimpse_hidden", "num_glimpses", "hidden_size", "M", "batch_size", "epochs",
-                "print_freq", "plot_freq"]
-    for name in positive:
-        if getattr(config, name) < 1:
-            return f"--{name} must be at least 1, got {getattr(config, name)}"
-    for name, limit in LIMITS.items():
-        if getattr(config, name) > limit:
-            return f"--{name} must be at most {limit} on this machine, got {getattr(config, name)}"
+    if config.optimizer != "sgd" and config.momentum != defaults["momentum"]:
+        return "--momentum is SGD's (--optimizer sgd)"
     if config.patch_size * config.glimpse_scale ** (config.num_patches - 1) > MAX_PATCH:
         return (f"the widest patch, --patch_size x --glimpse_scale^(--num_patches - 1), must be "
                 f"at most {MAX_PATCH} pixels, got {config.patch_size} x "
@@ -216,32 +353,13 @@ def check(config):
     if config.train_paths * config.batch_size > MAX_EVAL_BATCH:
         return (f"--train_paths x --batch_size, the episodes of one training step, must be at "
                 f"most {MAX_EVAL_BATCH}, got {config.train_paths} x {config.batch_size}")
-    if not 0 <= config.clip_grad_norm <= MAX_CLIP:
-        return (f"--clip_grad_norm must be 0 (off) or positive, at most {MAX_CLIP:g}, got "
-                f"{config.clip_grad_norm}")
     if config.M * config.batch_size > MAX_EVAL_BATCH:
         return (f"--M x --batch_size, the images of one evaluation batch, must be at most "
                 f"{MAX_EVAL_BATCH}, got {config.M} x {config.batch_size}")
-    if config.hidden_size < 2:
-        return "--hidden_size must be at least 2 (the location network is half as wide)"
-    if not (config.std > 0 and math.isfinite(config.std)):
-        return f"--std must be positive and finite, got {config.std}"
-    if not 0 <= config.valid_size < 1:
-        return f"--valid_size must be in [0, 1), got {config.valid_size}"
-    if not (config.init_lr > 0 and math.isfinite(config.init_lr)):
-        return f"--init_lr must be positive and finite, got {config.init_lr}"
-    if not 0 < config.lr_factor < 1:
-        return f"--lr_factor must be in (0, 1), got {config.lr_factor}"
-    for name in ["num_workers", "lr_patience", "train_patience", "train_subset", "num_threads",
-                 "test_freq", "num_distractors", "dataset_seed"]:
-        if getattr(config, name) < 0:
-            return f"--{name} must not be negative, got {getattr(config, name)}"
     for name in ["ckpt_dir", "logs_dir", "plot_dir", "cache_dir"]:
-        if refusal := writes_into_results(f"--{name}", getattr(config, name)):
+        if getattr(config, name) is not None and (
+                refusal := writes_into_results(f"--{name}", getattr(config, name))):
             return refusal
-    for name in ["random_seed", "dataset_seed"]:
-        if not 0 <= getattr(config, name) <= MAX_SEED:
-            return f"--{name} must be 0 to {MAX_SEED}, got {getattr(config, name)}"
     if paddle.distributed.get_world_size() > 1 and not config.shuffle:
         return ("--shuffle=False in a data-parallel run: its processes take shards of each "
                 "epoch's shuffled order")
@@ -256,13 +374,14 @@ def check(config):
                     f"{config.image_size}x{config.image_size} images has {weights:,} weights, more "
                     f"than this machine trains ({MAX_WEIGHTS:,}): lower --fc_hidden or --image_size")
     if config.run_name is not None and not (
-            0 < len(config.run_name) <= MAX_NAME and config.run_name.replace("-", "").replace(
-                "_", "").replace(".", "").isalnum() and not config.run_name.startswith(".")):
+            0 < len(config.run_name.encode()) <= MAX_NAME and config.run_name.replace("-", "").replace(
+                "_", "").replace(".", "").isalnum() and config.run_name.isascii()
+            and not config.run_name.startswith(".")):
         return (f"--run_name must be 1 to {MAX_NAME} letters, digits, '-', '_' or '.', not "
                 f"starting with '.', got {config.run_name!r}")
-    if len(model_name(config)) > MAX_NAME:
-        return (f"the run's name, {model_name(config)[:40]}..., is {len(model_name(config))} "
-                f"characters long, which its files' names cannot be (at most {MAX_NAME}): give "
+    if len(model_name(config).encode()) > MAX_NAME:
+        return (f"the run's name, {model_name(config)[:40]}..., is {len(model_name(config).encode())} "
+                f"bytes long, which its files' names cannot be (at most {MAX_NAME}): give "
                 f"its data a shorter folder name")
     if config.use_gpu is None:
         config.use_gpu = paddle.device.is_compiled_with_cuda()
@@ -333,31 +452,45 @@ def get_config(argv=None):
 
 
 def parse(argv=None):
-    """Parse and check the options; a bad one exits with a one-line reason. With
-    --checkpoint, that checkpoint's model and task options are the defaults.
-    config.classes is set too: the digits, or the class folders of --dataset folder.
-    Returns the options (a Namespace) and the --checkpoint read (or None)."""
-    config = parser.parse_args(argv)
-    state = None
-    if config.checkpoint:
-        if config.is_train:
+    """Parse and check the options; a bad one exits with a one-line reason. The defaults
+    are, in order: the fields', a --config recipe's, a --checkpoint's model and task options
+    (its own are what it is tested as); the command line overrides them all.
+    config.classes is set too: the digits, the game's actions, or the class folders of
+    --dataset folder. Returns the options (a Namespace) and the --checkpoint read (or None)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    given = parser.parse_args(argv)
+    defaults, state = {}, None
+    if given.config:
+        try:
+            defaults = read_recipe(given.config)
+        except RecipeError as err:
+            parser.error(str(err))
+    if given.checkpoint:
+        if given.is_train:
             parser.error("--checkpoint is for testing (--is_train=False); to continue a run "
                          "use --resume")
-        if not os.path.isfile(config.checkpoint):
-            parser.error(f"--checkpoint {config.checkpoint}: not a readable RAM-Paddle checkpoint "
+        path = given.checkpoint
+        if os.path.isdir(path) and os.path.isfile(os.path.join(path, "model.pdparams")):
+            path = given.checkpoint = os.path.join(path, "model.pdparams")  # a results/ row
+        if not os.path.isfile(path):
+            parser.error(f"--checkpoint {path}: not a readable RAM-Paddle checkpoint "
                          f"(no such file)")
         try:
-            state = read_checkpoint(config.checkpoint)
+            state = read_checkpoint(path)
         except CheckpointError as err:
             parser.error(f"--checkpoint {err}")
         options = {**state["config"], **state["model_args"]}
         # classes are the data's, compared with the checkpoint's when it loads
-        defaults = {name: options[name] for name in MODEL_OPTIONS + TASK_OPTIONS[:-1]}
-        config = parser.parse_args(argv, argparse.Namespace(**defaults))
+        defaults.update({name: options[name] for name in MODEL_OPTIONS + TASK_OPTIONS[:-1]})
+    config = parser.parse_args(argv, argparse.Namespace(**defaults)) if defaults else given
+    config.checkpoint = given.checkpoint
     reason = check(config)
     if reason:
         parser.error(reason)
     config.classes = DIGITS
+    if config.dataset == "catch":
+        from catch import ACTIONS  # the game's actions are its classes
+        config.classes = list(ACTIONS)
     if config.dataset == "folder":
         try:
             config.classes = folder_classes(config.data_dir)
@@ -366,36 +499,43 @@ def parse(argv=None):
     return config, state
 
 
-# Options that do not make a run's name: they change nothing of what it trains, or (--M,
-# --epochs of a plateau schedule, a cap that resuming may raise) are given other values to
-# test or continue the same run.
-NOT_RECIPE = {"is_train", "checkpoint", "resume", "best", "use_gpu", "num_threads", "num_workers",
-              "print_freq", "plot_freq", "test_freq", "ckpt_dir", "logs_dir", "plot_dir",
-              "cache_dir", "data_dir", "run_name", "retina_method", "M"}
+def recipe_defaults(config):
+    """The options a run of config's recipe has unless told otherwise: the fields' defaults
+    and its --config recipe's, the task's made concrete."""
+    defaults = vars(parser.parse_args([]))
+    if config.config:
+        defaults.update(read_recipe(config.config))
+    return vars(fill_task_defaults(argparse.Namespace(**defaults)))
 
 
 def run_name(config):
-    """The name of a run's files: --run_name, or model_name, then '-' and the first six
-    hexadecimal digits of the SHA-1 of the recipe's options that differ from the defaults
-    (none: the reference's recipe keeps the reference's name, ram_6_8x8_1)."""
+    """The name of a run's files: --run_name, or the recipe's name (its file's, with
+    --config, else model_name), then, if any option of what it trains differs from the
+    recipe's, '-' and the first eight hexadecimal digits of the SHA-1 of those options.
+    The reference's recipe keeps the reference's name, ram_6_8x8_1."""
     if config.run_name:
         return config.run_name
-    defaults = parser.parse_args([])
-    check(defaults)  # image_size and the like made concrete
-    defaults = vars(defaults)
+    defaults = recipe_defaults(config)
+    # --epochs of a plateau schedule is a cap that resuming may raise: not the recipe's
     changed = {name: value for name, value in sorted(vars(config).items())
-               if name in defaults and name not in NOT_RECIPE and value != defaults[name]
-               and not (name == "epochs" and config.lr_schedule != "cosine")}
+               if name in FIELDS and name not in NOT_RECIPE and value != defaults[name]
+               and not (name == "epochs" and config.lr_schedule == "plateau")}
+    stem = (os.path.splitext(os.path.basename(config.config))[0] if config.config
+            else model_name(config))
     if not changed:
-        return model_name(config)
-    digest = hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:6]
-    return f"{model_name(config)}-{digest}"
+        return stem
+    digest = hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{stem}-{digest}"
 
 
 def model_name(config):
     """ram_<glimpses>_<patch>x<patch>_<scale>, the reference's (_random with random glimpses;
     fc<width> or conv for the baselines), then the task unless MNIST 28x28:
-    _translated<size>, or _cluttered<size>_d<distractors>, or _<folder><size>."""
+    _translated<size>, or _cluttered<size>_d<distractors>, or _<folder><size>; for the
+    game, ram_<patch>x<patch>_<scale>[_lstm]_catch."""
+    if config.dataset == "catch":  # a glimpse a frame: no count of glimpses
+        return (f"ram_{config.patch_size}x{config.patch_size}_{config.glimpse_scale}"
+                f"{'_lstm' if config.core == 'lstm' else ''}_catch")
     name = f"ram_{config.num_glimpses}_{config.patch_size}x{config.patch_size}_{config.glimpse_scale}"
     if config.random_glimpses:
         name += "_random"
@@ -410,3 +550,42 @@ def model_name(config):
     elif config.dataset == "folder":
         name += f"_{os.path.basename(os.path.normpath(config.data_dir))}{config.image_size}"
     return name
+
+
+def options_page():
+    """docs/options.md: every option as a table row, by section, from the fields."""
+    roles = {"test": "to test", "resume": "to resume", "free": "free"}
+    lines = ["# Options", "",
+             "Every option of `main.py`, by section (generated from config.py's sections: "
+             "`python config.py > docs/options.md`; `tests/test_config.py` checks it). A recipe "
+             "file (`--config configs/<recipe>.toml`) sets options by section; the command "
+             "line overrides it. **Must match** says what a checkpoint must have been made "
+             "with to be tested or resumed: other values are refused in one line (checkpoint.fit). "
+             "Booleans accept `--is_train=False`, `--best False` and a bare `--resume`. An unknown "
+             "or abbreviated option, or a value outside its bounds, is refused in one line with "
+             "exit code 2.", ""]
+    for title, section in SECTIONS.items():
+        lines += [f"## {title}", "", section.__doc__.split("\n")[0], "",
+                  "| option | default | must match | values | what it is |",
+                  "| --- | --- | --- | --- | --- |"]
+        for field in dataclasses.fields(section):
+            meta = field.metadata
+            if "help" not in meta:
+                continue
+            if meta["choices"]:
+                values = ", ".join(meta["choices"])
+            else:
+                low = (f"{meta['least']} <=" if meta["least"] is not None
+                       else f"{meta['above']} <" if meta["above"] is not None else "")
+                high = (f"<= {meta['most']:g}" if meta["most"] is not None
+                        else f"< {meta['below']}" if meta["below"] is not None else "")
+                values = f"{low} x {high}".strip() if low or high else ""
+            help_text = meta["help"].replace("|", "/")
+            lines.append(f"| `--{field.name}` | {field.default} | {roles[meta['role']]} | "
+                         f"{values} | {help_text} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(options_page(), end="")

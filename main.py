@@ -6,6 +6,7 @@ from utils import PipeSafeStream, before_paddle, die_with_parent, exit_on_signal
 before_paddle(hold_signals=__name__ == "__main__")  # until exit_on_signals, below
 import paddle  # noqa: E402
 
+from catch import FixedGames, TrainingGames  # noqa: E402
 from checkpoint import CheckpointError  # noqa: E402
 from config import parse  # noqa: E402
 from data_loader import (Canvases, DataError, Folder, get_test_loader,  # noqa: E402
@@ -35,11 +36,20 @@ def main(config, tested=None):
         canvases = Canvases(config.image_size, config.num_distractors, config.distractor_size,
                             config.dataset_seed, config.fresh_canvases)
     data = dict(canvases=canvases, cache_dir=config.cache_dir, folder=folder)
+    if config.dataset == "catch":  # games to play instead of images
+        games = (TrainingGames(config.batch_size, config.epoch_frames, config.random_seed,
+                               config.train_paths),
+                 FixedGames(config.valid_games, config.batch_size, config.dataset_seed, split=1))
+        test_games = FixedGames(config.test_games, config.batch_size, config.dataset_seed, split=2)
     try:
         # Adam's state is saved under Paddle's generated names (linear_0.w_0_moment1_0, ...):
         # a fresh name generator makes them the same in every run, even several in one process.
         with paddle.utils.unique_name.guard():
-            if config.is_train:
+            if config.dataset == "catch" and config.is_train:
+                Trainer(config).train(*games, test_games if config.test_freq else None)
+            elif config.dataset == "catch":
+                Trainer(config).test(test_games, tested)
+            elif config.is_train:
                 loaders = get_train_valid_loaders(
                     config.data_dir, config.batch_size, config.random_seed, config.valid_size,
                     config.shuffle, config.num_workers, config.train_subset, **data)

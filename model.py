@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
@@ -16,48 +17,65 @@ from retina import METHODS
 from utils import sum_over_processes
 
 
-def option(default, help, group, choices=None, most=None, compare=True):
-    """A ModelConfig field that is also main.py's option --<name> (config.py adds it to
-    the help's `group`, with its choices and its largest value, `most`, on this project's
-    machine). compare=False: an option that changes how, not what, the model computes,
-    which a checkpoint need not match."""
-    return dataclasses.field(default=default, compare=compare,
-                             metadata=dict(help=help, group=group, choices=choices, most=most))
+# An option's role: what a checkpoint must have been made with to be used (checkpoint.fit).
+TEST = "test"      # to test it: the model and the task
+RESUME = "resume"  # to train it on: the split, the optimizer and its schedule
+FREE = "free"      # may differ: how and where a run computes, writes and reports
+
+
+def option(default, help, role=TEST, group=None, choices=None, least=None, most=None,
+           above=None, below=None, recipe=True):
+    """A field of an option section (ModelConfig, config.DataConfig, ...) that is also main.py's
+    option --<name>: its help (in the help's `group`, else its section's), its `role`, its
+    choices and bounds (least <= value <= most, above < value < below; `most` is the largest
+    value this project's machine runs). recipe=False: an option that changes where or how,
+    not what, a run trains, which a run's name leaves out."""
+    return dataclasses.field(default=default, metadata=dict(
+        help=help, role=role, group=group, choices=choices, least=least, most=most, above=above,
+        below=below, recipe=recipe))
 
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    """The options a model is built from: main.py's options of the same names, and what a
-    checkpoint saves as its model_args (build_model rebuilds the model from it)."""
+    """The model: the options it is built from, which a checkpoint saves as its model_args.
+
+    main.py's options of the same names; build_model rebuilds the model from them."""
     model: str = option("ram", "ram: the Recurrent Attention Model; the paper's baselines, which "
                         "see the whole image: fc, two rectifier layers of --fc_hidden units; conv, "
-                        "8 filters of 10x10 at stride 5, then 256 rectifier units", "model",
+                        "8 filters of 10x10 at stride 5, then 256 rectifier units",
                         choices=("ram", "fc", "conv"))
-    fc_hidden: int = option(64, "width of each of --model fc's two hidden layers", "model",
+    fc_hidden: int = option(64, "width of each of --model fc's two hidden layers", least=1,
                             most=65536)
     random_glimpses: bool = option(
         False, "RAM looking at uniformly random places instead of where its policy says (the "
-        "paper's 'RAM, random glimpses' baseline)", "model")
+        "paper's 'RAM, random glimpses' baseline)")
     patch_size: int = option(8, "side g of the smallest (sharpest) patch, in pixels",
-                             "glimpse network", most=64)
+                             group="glimpse network", least=1, most=64)
     glimpse_scale: int = option(1, "each patch is this many times wider than the previous one",
-                                "glimpse network", most=8)
-    num_patches: int = option(1, "patches per glimpse, k", "glimpse network", most=8)
-    loc_hidden: int = option(128, "width of the location layer (fc2)", "glimpse network",
-                             most=4096)
-    glimpse_hidden: int = option(128, "width of the patch layer (fc1)", "glimpse network",
-                                 most=4096)
+                                group="glimpse network", least=1, most=8)
+    num_patches: int = option(1, "patches per glimpse, k", group="glimpse network", least=1,
+                             most=8)
+    loc_hidden: int = option(128, "width of the location layer (fc2)",
+                             group="glimpse network", least=1, most=4096)
+    glimpse_hidden: int = option(128, "width of the patch layer (fc1)",
+                                 group="glimpse network", least=1, most=4096)
     channels: int = option(1, "channels of the images: 1 (gray) or 3 (RGB, --dataset folder "
-                           "only; its images are converted to this)", "glimpse network", most=4)
+                           "only; its images are converted to this)", group="glimpse network",
+                           least=1, most=4)
     retina_method: str = option("auto", "how the retina cuts patches, all giving the same "
                                 "glimpses; auto: numpy on the CPU (fastest there), paddle on a GPU",
-                                "glimpse network", choices=METHODS, compare=False)
+                                role=FREE, group="glimpse network", choices=METHODS, recipe=False)
     core: str = option("rnn", "rnn: the paper's rectifier core, h_t = relu(i2h(g_t) + "
-                       "h2h(h_{t-1})); lstm: an LSTM cell (paddle.nn.LSTMCell), beyond the "
-                       "paper, as tfRAM", "core network", choices=("rnn", "lstm"))
-    num_glimpses: int = option(6, "glimpses per image, T", "core network", most=64)
-    hidden_size: int = option(256, "width of the recurrent state h_t", "core network", most=8192)
-    std: float = option(0.05, "standard deviation of the location policy", "reinforce")
+                       "h2h(h_{t-1})); lstm: an LSTM cell (paddle.nn.LSTMCell), the paper's "
+                       "core for the game, and beyond the paper on images, as tfRAM",
+                       group="core network", choices=("rnn", "lstm"))
+    num_glimpses: int = option(6, "glimpses per image, T", group="core network", least=1,
+                              most=64)
+    hidden_size: int = option(256, "width of the recurrent state h_t (2 or more: the "
+                             "location network is half as wide)", group="core network", least=2,
+                             most=8192)
+    std: float = option(0.05, "standard deviation of the location policy",
+                        group="reinforce", above=0, most=1e6)
     # Not options of their own: the task's (--image_size, and the classes of the data).
     image_size: int = 28  # side of the images, which the baselines see whole
     num_classes: int = 10
@@ -74,7 +92,7 @@ class ModelConfig:
 # The options a checkpoint must have been made with to load into a model: the compared
 # options of ModelConfig (the task's image_size and classes are compared as the task's).
 MODEL_OPTIONS = [field.name for field in dataclasses.fields(ModelConfig)
-                 if field.compare and "help" in field.metadata]
+                 if field.metadata.get("role") == TEST]
 
 
 def build_model(config):
@@ -136,18 +154,28 @@ class RecurrentAttention(nn.Layer):
         locations, log_pi, baselines = [], [], []
         for t in range(self.num_glimpses):
             locations.append(l_t)
-            h_t, state = self.rnn(self.sensor(x, l_t, table), state)
             # The location chosen after the last glimpse is never looked at, but
             # its log_pi still enters the loss, as in the PyTorch reference.
-            l_t, log_pi_t = self.locator(h_t, None if noise is None else noise[:, t])
-            if self.random_glimpses:
-                l_t = paddle.uniform(l_t.shape, dtype=x.dtype, min=-1.0, max=1.0)
-                log_pi_t = paddle.zeros_like(log_pi_t)  # nothing for REINFORCE to learn
+            h_t, state, l_t, log_pi_t, b_t = self.step(x, l_t, state, table,
+                                                       None if noise is None else noise[:, t])
             log_pi.append(log_pi_t)
-            baselines.append(self.baseliner(h_t))
+            baselines.append(b_t)
         log_probas = self.classifier(h_t)
         return (log_probas, paddle.stack(log_pi, axis=1), paddle.stack(baselines, axis=1),
                 paddle.stack(locations, axis=1))
+
+    def step(self, x, l_t, state, table=None, noise=None):
+        """One glimpse: look at x (B, C, H, W) at l_t (N, 2), update the core's state (None
+        for h_0 = 0), choose where to look next and predict the reward. The one glimpse
+        step of both tasks: forward's T glimpses of an image, and catch.play's one glimpse
+        per frame of a game. table: the retina's summed_area_table(x), if kept.
+        Returns h_t (N, hidden_size), the state, l_{t+1} (N, 2), log_pi (N,) and b_t (N,)."""
+        h_t, state = self.rnn(self.sensor(x, l_t, table), state)
+        l_next, log_pi_t = self.locator(h_t, noise)
+        if self.random_glimpses:
+            l_next = paddle.uniform(l_next.shape, dtype=x.dtype, min=-1.0, max=1.0)
+            log_pi_t = paddle.zeros_like(log_pi_t)  # nothing for REINFORCE to learn
+        return h_t, state, l_next, log_pi_t, self.baseliner(h_t)
 
 
 class FullyConnected(nn.Layer):
@@ -271,3 +299,100 @@ def evaluate(model, loader, M, on_first_batch=None):
             on_first_batch(x, y, locations[:B], log_probas.argmax(axis=1))
     total_loss, correct, count = sum_over_processes(total_loss, correct, count)
     return total_loss / count, 100.0 * correct / count, int(round(correct)), int(count)
+
+
+class Episode(NamedTuple):
+    """One game in each of B games, played by RecurrentAttention (see play)."""
+    log_pi: paddle.Tensor     # (B, T): log-probability of each frame's location and game action
+    baselines: paddle.Tensor  # (B, T): b_t
+    rewards: paddle.Tensor    # (B,): R, 1 where the ball was caught
+    locations: paddle.Tensor  # (B, T, 2): where each frame was looked at
+    actions: paddle.Tensor    # (B, T): the game actions
+    entropy: paddle.Tensor    # (B,): the game actions' entropy, summed over the frames
+    seen: object              # (B, T, C, H, W) NumPy array: the screen of each frame
+
+
+def play(model, games, screens, greedy=False, scale=1.0):
+    """Play one game in each of `games` (a Gymnasium VectorEnv of Catch whose games all
+    stand at their first frame, `screens`), one glimpse (RecurrentAttention.step) of the
+    screen times `scale` and one game action a frame, from the model's classifier over the
+    game's actions: sampled, or with greedy its most likely one. l_0 is uniform, as in
+    classification. Returns an Episode."""
+    B = len(screens)
+    l_t = paddle.uniform([B, 2], min=-1.0, max=1.0)
+    state = None
+    log_pi, baselines, locations, actions, seen = [], [], [], [], []
+    entropy = 0.0
+    while True:
+        locations.append(l_t)
+        seen.append(screens)
+        x = paddle.to_tensor(screens * np.float32(scale))
+        h_t, state, l_t, log_pi_t, b_t = model.step(x, l_t, state)
+        log_probas = model.classifier(h_t)
+        if greedy:
+            action = log_probas.argmax(axis=1)
+        else:
+            action = paddle.multinomial(log_probas.exp(), 1).squeeze(1)
+        log_pi.append(log_pi_t + paddle.take_along_axis(log_probas, action.unsqueeze(1),
+                                                        axis=1).squeeze(1))
+        baselines.append(b_t)
+        actions.append(action)
+        entropy = entropy - (log_probas.exp() * log_probas).sum(axis=1)
+        screens, rewards, ended, _, _ = games.step(action.numpy())
+        if ended.all():  # games started together end together
+            break
+    return Episode(paddle.stack(log_pi, axis=1), paddle.stack(baselines, axis=1),
+                   paddle.to_tensor(rewards), paddle.stack(locations, axis=1),
+                   paddle.stack(actions, axis=1), entropy, np.stack(seen, axis=1))
+
+
+@paddle.no_grad()
+def evaluate_games(model, games, on_episode=None, scale=1.0):
+    """Play `games` (catch.FixedGames: batches of (games, screens)), each game action the
+    model's most likely one, the screens times `scale` (see play). on_episode(i, episode),
+    if given, sees each batch's Episode. Returns the mean game_loss, the catch rate in
+    percent, the games caught and played."""
+    model.eval()
+    total_loss, caught, count = 0.0, 0.0, 0
+    for i, (env, screens) in enumerate(games):
+        episode = play(model, env, screens, greedy=True, scale=scale)
+        total_loss += float(game_loss(episode).total) * len(screens)
+        caught += float(episode.rewards.sum())
+        count += len(screens)
+        if on_episode is not None:
+            on_episode(i, episode)
+    return total_loss / count, 100.0 * caught / count, int(round(caught)), count
+
+
+def fovea_on_ball(episode, retina):
+    """Whether each frame's sharpest patch held the ball: a bool array (B, T), frame t's
+    ball being the one bright pixel of row t (the ball falls a row a frame from the top)."""
+    seen = episode.seen  # (B, T, 1, H, W)
+    B, T, _, H, W = seen.shape
+    rows = np.arange(T)
+    cols = seen[:, rows, 0, rows].argmax(axis=-1)  # (B, T)
+    boxes = retina.patch_boxes(episode.locations.numpy().reshape(-1, 2), H, W)[:, 0]
+    top, left, bottom, right = boxes.reshape(B, T, 4).transpose(2, 0, 1)
+    return (top <= rows) & (rows < bottom) & (left <= cols) & (cols < right)
+
+
+def game_loss(episode, paths=1, entropy_weight=0.0):
+    """The loss of a game, whose only reward R is the last frame's: MSE of the baselines
+    against R, and REINFORCE for both policies (where to look and what to do):
+    mean_batch(sum_t -log_pi_t * (R - b_t)). With paths > 1 plays of each game (row m * B +
+    b: play m of game b, from the same start), REINFORCE centres each play's R on the mean R
+    of the game's other plays instead of b_t, as ram_loss does for an image's glimpse paths.
+    entropy_weight > 0 subtracts that much of the game actions' entropy (summed over the
+    frames, averaged over the games), which keeps the policy from settling on one action
+    before it has learned where the ball goes. Returns the Loss (action: the entropy term)."""
+    rewards = episode.rewards.unsqueeze(1).expand_as(episode.baselines)
+    loss_baseline = F.mse_loss(episode.baselines, rewards)
+    centre = episode.baselines.detach()
+    if paths > 1:
+        per_game = episode.rewards.reshape([paths, -1])
+        others = (per_game.sum(axis=0, keepdim=True) - per_game) / (paths - 1)
+        centre = others.reshape([-1, 1]).expand_as(episode.baselines)
+    loss_reinforce = (-episode.log_pi * (rewards - centre)).sum(axis=1).mean()
+    loss_entropy = -entropy_weight * episode.entropy.mean()
+    total = loss_baseline + loss_reinforce + loss_entropy
+    return Loss(total, loss_entropy, loss_baseline, loss_reinforce, episode.rewards)

@@ -44,6 +44,7 @@ from retina import Retina, pixel_centres  # noqa: E402
 
 BOX_COLOURS = ["#ff3b30", "#ffcc00", "#34c759", "#0a84ff"]  # the smallest patch first
 GLIMPSE_KEYS = ("images", "labels", "locations", "predicted")  # what main.py saves and we draw
+GAME_KEYS = ("frames", "locations", "rewards")  # a game's (--dataset catch)
 
 
 class PlotError(Exception):
@@ -79,7 +80,8 @@ def load_glimpses(plot_dir, epoch=None):
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # truncated, empty, garbage
         raise PlotError(f"{path} is damaged ({type(err).__name__}); choose another --epoch "
                         f"(saved: {', '.join(map(str, epochs))})") from None
-    missing = [key for key in GLIMPSE_KEYS if key not in saved]
+    keys = GAME_KEYS if "frames" in saved else GLIMPSE_KEYS
+    missing = [key for key in keys if key not in saved]
     if missing:
         raise PlotError(f"{path} is not a glimpse file of main.py (it lacks {', '.join(missing)})")
     saved["epoch"] = epoch
@@ -117,13 +119,14 @@ def glimpse_gif(saved, retina, out, fps, title=None):
     """One frame per glimpse step, every saved image in a grid. Returns the frame count.
     saved: images (n, C, H, W), locations (n, T, 2), predicted (n,) as class names or
     numbers, labels (n,) if known; title: above the grid (default: the epoch)."""
-    images = saved["images"].transpose(0, 2, 3, 1)  # (n, H, W, C) for imshow
-    images = images[..., 0] if images.shape[-1] == 1 else images
+    game = "frames" in saved  # a game's: a screen per frame, not one image per glimpse path
+    images = saved["frames"][:, :, 0] if game else saved["images"].transpose(0, 2, 3, 1)
+    images = images[..., 0] if not game and images.shape[-1] == 1 else images
     # 28x28 MNIST is standardised, canvases are not; files from before the flag are MNIST.
-    if "standardised" not in saved or saved["standardised"]:
+    if not game and ("standardised" not in saved or saved["standardised"]):
         images = images * MNIST_STD + MNIST_MEAN  # back to [0, 1] for display
     n, steps = len(images), saved["locations"].shape[1]
-    H, W = images.shape[1:3]
+    H, W = images.shape[-2:] if game else images.shape[1:3]
     boxes = np.stack([retina.patch_boxes(saved["locations"][:, t], H, W) for t in range(steps)],
                      axis=1)  # (n, T, k, 4)
     rows, cols = (a.reshape(n, steps) for a in pixel_centres(saved["locations"].reshape(-1, 2), H, W))
@@ -139,7 +142,9 @@ def glimpse_gif(saved, retina, out, fps, title=None):
             artist.remove()
         artists.clear()
         for i, ax in enumerate(axes.flat[:n]):
-            if t == 0:
+            if game:
+                artists.append(ax.imshow(images[i, t], cmap="gray", vmin=0, vmax=1))
+            elif t == 0:
                 ax.imshow(images[i], cmap="gray", vmin=0, vmax=1)
             # Earlier fixations fade with age; the current one is a dot.
             for s in range(t):
@@ -148,13 +153,17 @@ def glimpse_gif(saved, retina, out, fps, title=None):
             artists.extend(ax.plot(cols[i, t], rows[i, t], "o", color="#0a84ff", markersize=3))
             artists.extend(draw_boxes(ax, boxes[i, t]))
             last = t == steps - 1
-            if "labels" in saved:
+            if game:
+                caught = saved["rewards"][i] > 0
+                answer, colour = ("caught" if caught else "missed"), ("green" if caught else "red")
+            elif "labels" in saved:
                 right = saved["predicted"][i] == saved["labels"][i]
                 answer = f"pred {saved['predicted'][i]} / true {saved['labels'][i]}"
                 colour = "green" if right else "red"
             else:  # an image of one's own: no label
                 answer, colour = f"class {saved['predicted'][i]}", "black"
-            ax.set_title(answer if last else f"glimpse {t + 1} of {steps}", fontsize=9,
+            ax.set_title(answer if last else f"{'frame' if game else 'glimpse'} {t + 1} of {steps}",
+                         fontsize=9,
                          color=colour if last else "black")
         fig.suptitle(title or f"epoch {saved['epoch']}", fontsize=10)
         fig.canvas.draw()
@@ -263,6 +272,27 @@ def curves(log_path, out):
     return out
 
 
+def tracking(result_path, out):
+    """<out>: the share of test frames whose sharpest patch held the ball, by the ball's
+    row, from a game's test.json (main.py --is_train=False: fovea_on_ball_by_row)."""
+    import json
+
+    with open(result_path) as f:
+        result = json.load(f)
+    shares = 100 * np.array(result["fovea_on_ball_by_row"])
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.bar(np.arange(len(shares)), shares, color="#0a84ff")
+    ax.set_xlabel("the ball's row (0: the top; the paddle's row is below the last)")
+    ax.set_ylabel("frames with the ball in the fovea (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"Where the agent looks: {result['total']:,} test games, "
+                 f"{result['catch_rate']:.1f}% caught", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
 def main(argv=None):
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--plot_dir", required=True,
@@ -275,7 +305,8 @@ def main(argv=None):
                         help="also write bbox.png, glimpses.png and <name>_curves.png")
     parser.add_argument("--out_dir", default="plots", help="where the drawings go")
     parser.add_argument("--log", default=None,
-                        help="the training log of --figures' curves (default: logs/<name>.log)")
+                        help="the training log of --figures' curves (default: the run's, "
+                             "<plot_dir>/train.log)")
     parser.add_argument("--data_dir", default="data/MNIST", help="MNIST, for bbox.png")
     parser.add_argument("--location", type=float, nargs=2, default=[0.1, -0.15],
                         metavar=("X", "Y"), help="the glimpse of bbox.png, in [-1, 1]^2")
@@ -293,14 +324,19 @@ def main(argv=None):
         out = args.out or os.path.join(args.out_dir, name, f"glimpses_epoch{saved['epoch']}.gif")
         os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
         frames = glimpse_gif(saved, retina, out, args.fps)
-        print(f"[*] {out}: {frames} frames (glimpses) of {len(saved['labels'])} images, "
-              f"epoch {saved['epoch']}")
-        if args.figures:
+        what = "frames of games" if "frames" in saved else "glimpses) of images"
+        print(f"[*] {out}: {frames} frames ({what.split(')')[0]}) of "
+              f"{len(saved['locations'])} {what.split(' of ')[-1]}, epoch {saved['epoch']}")
+        result = os.path.join(args.plot_dir, "test.json")
+        if args.figures and "frames" in saved and os.path.exists(result):
+            path = tracking(result, os.path.join(args.out_dir, f"{name}_tracking.png"))
+            print(f"[*] {path}")
+        elif args.figures:
             figure_retina = Retina(args.patch_size or 8, args.num_patches or 3,
                                    args.glimpse_scale or 2)
             for path in figures(figure_retina, args.location, args.data_dir, args.out_dir):
                 print(f"[*] {path}")
-            path = curves(args.log or os.path.join("logs", f"{name}.log"),
+            path = curves(args.log or os.path.join(args.plot_dir, "train.log"),
                           os.path.join(args.out_dir, f"{name}_curves.png"))
             print(f"[*] {path}")
     except (PlotError, DataError) as err:

@@ -1,7 +1,6 @@
 """Training, validation and test of a model as main.py's options say, and the housekeeping
 of a training run's folders (RunFiles) and signals (StopSignals)."""
 import contextlib
-import glob
 import io
 import json
 import math
@@ -17,30 +16,18 @@ from tqdm import tqdm
 from visualdl import LogWriter
 
 import checkpoint
-from checkpoint import TEST_KEYS, TRAIN_KEYS, CheckpointError
-from config import run_name
-from data_loader import CanvasDataset, EpochShuffler
-from model import ModelConfig, build_model, evaluate, ram_loss
-from utils import (FolderLocked, append_line, atomic_write, atomic_write_text, lock_folder,
-                   sum_over_processes)
+from checkpoint import TEST_KEYS, TRAIN_KEYS, CheckpointError, RunFolder
+from catch import FRAMES, SCREEN_SCALE
+from config import run_name, sections
+from model import (ModelConfig, build_model, evaluate, evaluate_games, fovea_on_ball, game_loss,
+                   play, ram_loss)
+from utils import append_line, atomic_write, atomic_write_text, sum_over_processes
 
-VDL_RECORDS = "vdlrecords.run.log"  # VisualDL reads files whose names hold 'vdlrecords'
-# Options that decide which images train and which validate: resuming under others
-# would train on a different split than the run began with.
-SPLIT_OPTIONS = ["random_seed", "valid_size", "train_subset"]
 
 
 def weights_finite(model):
     """Whether every weight of model is finite, in one sum (inf - inf is NaN)."""
     return math.isfinite(float(paddle.add_n([p.sum() for p in model.parameters()])))
-
-
-def remove_files(folder, pattern):
-    """Delete folder's files that match pattern; returns how many."""
-    paths = glob.glob(os.path.join(folder, pattern))
-    for path in paths:
-        os.remove(path)
-    return len(paths)
 
 
 class RunError(Exception):
@@ -123,79 +110,42 @@ def check_writable(folders, ckpt_dir, num_weights):
 
 
 class RunFiles:
-    """The housekeeping of a training run's folders, as a context manager for rank 0: on
-    entering, refuse folders that cannot take the files (check_writable), claim each
-    folder for this run until it ends (utils.lock_folder), delete what a killed run left
-    (temporary files) and, unless resuming, an earlier run's files of this name (its
-    checkpoints are overwritten with a warning), then start the log with the run's options
-    and versions. Holds log_path and the VisualDL writer of the run's records."""
+    """A training run's files while it trains (rank 0's), as a context manager: on entering,
+    refuse folders that cannot take them (check_writable), claim the run's folder
+    (checkpoint.RunFolder.claim: a fresh run never replaces another's files), then start the
+    log with the run's options and versions. Holds the VisualDL writer of its records."""
 
-    def __init__(self, config, name, num_weights, start_epoch):
-        self.config, self.name = config, name
+    def __init__(self, config, folder, num_weights, start_epoch):
+        self.config, self.folder = config, folder
         self.num_weights, self.start_epoch = num_weights, start_epoch
-        self.log_path = os.path.join(config.logs_dir, f"{name}.log")
-        self.locks = contextlib.ExitStack()  # released however the run ends, kill -9 too
-        self.writer = None
+        self.locks = self.writer = None
 
     def __enter__(self):
-        config = self.config
-        folders = (config.ckpt_dir, config.logs_dir, config.plot_dir)
-        check_writable(folders, config.ckpt_dir, self.num_weights)
+        config, folder = self.config, self.folder
+        check_writable(folder.folders, folder.path, self.num_weights)
         try:
-            for real in dict.fromkeys(os.path.realpath(folder) for folder in folders):
-                self.locks.enter_context(lock_folder(real, self.name))  # each folder once
-        except FolderLocked as err:
-            self.locks.close()
+            self.locks = folder.claim(config.resume)  # released however the run ends
+        except CheckpointError as err:
             raise RunError(str(err)) from None
-        remove_files(config.ckpt_dir, f"{self.name}_*.pdparams.tmp*")  # of a killed run
-        vdl = os.path.join(config.logs_dir, "vdl", self.name)
-        if not config.resume:
-            self.refuse_to_replace_a_finished_run()
-            removed = sum(remove_files(os.path.join(config.plot_dir, self.name), pattern)
-                          for pattern in ("glimpses_epoch*.npz", "glimpses_epoch*.gif"))
-            if removed:  # plot_glimpses.py would take them for this run's epochs
-                print(f"[!] Starting afresh: removed {removed} glimpse files of an earlier run "
-                      f"from {os.path.join(config.plot_dir, self.name)}")
-            remove_files(vdl, VDL_RECORDS)
-            if os.path.exists(self.log_path):
-                os.remove(self.log_path)
         event = f"resumed after epoch {self.start_epoch}" if config.resume else "started"
         try:
-            append_line(self.log_path, f"# {event} {time.strftime('%Y-%m-%d %H:%M:%S')} paddle "
-                                       f"{paddle.__version__} on {paddle.device.get_device()} "
-                                       f"MKL_DEBUG_CPU_TYPE={os.environ.get('MKL_DEBUG_CPU_TYPE', '')} "
-                                       f"processes {paddle.distributed.get_world_size()} "
-                                       f"{json.dumps(vars(config))}")
+            append_line(folder.log, f"# {event} {time.strftime('%Y-%m-%d %H:%M:%S')} paddle "
+                                    f"{paddle.__version__} on {paddle.device.get_device()} "
+                                    f"MKL_DEBUG_CPU_TYPE={os.environ.get('MKL_DEBUG_CPU_TYPE', '')} "
+                                    f"processes {paddle.distributed.get_world_size()} "
+                                    f"{json.dumps(vars(config))}")
         except OSError as err:
             self.locks.close()
-            raise RunError(f"could not write {self.log_path} ({err.strerror})") from None
+            raise RunError(f"could not write {folder.log} ({err.strerror})") from None
         with contextlib.redirect_stdout(io.StringIO()):  # VisualDL announces the append
             # One record file per run, which a resumed run appends to: VisualDL shows
             # only the newest file of a folder.
-            self.writer = LogWriter(logdir=vdl, file_name=VDL_RECORDS)
+            self.writer = LogWriter(logdir=folder.logs, file_name=folder.RECORDS)
         return self
 
     def __exit__(self, *exc):
         self.writer.close()
         self.locks.close()
-
-    def refuse_to_replace_a_finished_run(self):
-        """A fresh run over the files of an earlier one of this name: refused if that run
-        finished its epochs, said in a line if not (its checkpoints are then replaced)."""
-        path = os.path.join(self.config.ckpt_dir, f"{self.name}_ckpt.pdparams")
-        if not os.path.exists(path):
-            return
-        try:
-            earlier = checkpoint.read(path)
-        except CheckpointError:  # damaged: nothing worth keeping
-            earlier = None
-        if earlier and earlier["epoch"] >= earlier["config"].get("epochs", math.inf):
-            self.locks.close()
-            raise RunError(f"{path} is a finished run of {earlier['epoch']} epochs: a fresh run "
-                           f"would replace it. Give this run another --run_name, or delete "
-                           f"{self.config.ckpt_dir}/{self.name}_* to replace it")
-        print(f"[!] Starting afresh: {self.name}'s checkpoints in {self.config.ckpt_dir} will "
-              f"be overwritten (use --resume=True to continue them)")
 
 
 class StopSignals:
@@ -242,6 +192,25 @@ class NoFiles:
         pass
 
 
+def make_optimizer(config, parameters):
+    """The learning-rate schedule and the optimizer that --lr_schedule, --optimizer (with
+    --momentum), --init_lr and --clip_grad_norm say."""
+    if config.lr_schedule == "cosine":  # one step per epoch, reaching zero after the last
+        scheduler = paddle.optimizer.lr.CosineAnnealingDecay(config.init_lr, config.epochs)
+    elif config.lr_schedule == "linear":  # set after every batch to the epochs done, a fraction
+        scheduler = paddle.optimizer.lr.PolynomialDecay(config.init_lr, decay_steps=config.epochs,
+                                                        end_lr=0.0, power=1.0)
+    else:
+        scheduler = paddle.optimizer.lr.ReduceOnPlateau(
+            config.init_lr, mode="max", factor=config.lr_factor, patience=config.lr_patience)
+    clip = paddle.nn.ClipGradByGlobalNorm(config.clip_grad_norm) if config.clip_grad_norm else None
+    if config.optimizer == "sgd":
+        return scheduler, paddle.optimizer.Momentum(scheduler, config.momentum, parameters,
+                                                    grad_clip=clip)
+    # Multi-tensor Adam was no faster here (benchmarks/adam_multi_tensor.py).
+    return scheduler, paddle.optimizer.Adam(scheduler, parameters=parameters, grad_clip=clip)
+
+
 class Trainer:
     """Trains and evaluates one model as main.py's options `config` say.
 
@@ -256,26 +225,19 @@ class Trainer:
     def __init__(self, config):
         self.config = config
         self.name = run_name(config)
+        self.folder = RunFolder(config, self.name)
         self.model = build_model(ModelConfig.from_options(config))
         # A data-parallel run (paddle.distributed.launch) has one process per shard of
         # each batch; DataParallel averages their gradients in backward. Rank 0 alone
         # writes files and shows progress.
         self.main_process = paddle.distributed.get_rank() == 0
+        self.game = config.dataset == "catch"  # games to play, not images to classify
         self.forward = self.model
         if paddle.distributed.get_world_size() > 1:
             # With one glimpse, h2h's weight is never used (h_0 = 0: see CoreNetwork).
             self.forward = paddle.DataParallel(self.model,
                                                find_unused_parameters=config.num_glimpses == 1)
-        if config.lr_schedule == "cosine":  # one step per epoch, reaching zero after the last
-            self.scheduler = paddle.optimizer.lr.CosineAnnealingDecay(config.init_lr, config.epochs)
-        else:
-            self.scheduler = paddle.optimizer.lr.ReduceOnPlateau(
-                config.init_lr, mode="max", factor=config.lr_factor, patience=config.lr_patience)
-        clip = (paddle.nn.ClipGradByGlobalNorm(config.clip_grad_norm) if config.clip_grad_norm
-                else None)
-        # Multi-tensor Adam was no faster here (benchmarks/adam_multi_tensor.py).
-        self.optimizer = paddle.optimizer.Adam(self.scheduler, parameters=self.model.parameters(),
-                                               grad_clip=clip)
+        self.scheduler, self.optimizer = make_optimizer(config, self.model.parameters())
         # Below any accuracy, so that the first epoch always writes a best checkpoint.
         self.start_epoch, self.best_valid_acc, self.counter = 0, -1.0, 0
         self.signals = StopSignals()  # SIGINT or SIGTERM, once one has arrived
@@ -283,8 +245,7 @@ class Trainer:
         self.data = None  # what the training split is made of (data_loader.data_digest)
 
     def ckpt_path(self, best):
-        suffix = "model_best" if best else "ckpt"
-        return os.path.join(self.config.ckpt_dir, f"{self.name}_{suffix}.pdparams")
+        return self.folder.best if best else self.folder.last
 
     def save_checkpoint(self, epoch, is_best):
         state = {
@@ -310,25 +271,17 @@ class Trainer:
         """Load the best or last checkpoint, or the one at path (already read: state):
         weights, progress, RNG state and, to train on, the optimizer's and scheduler's
         state. Returns its path."""
+        if path is None and self.main_process:  # the run's own
+            for old, new in self.folder.adopt_old_layout(self.config):
+                self.say(f"[*] Moved {old} to {new}: one folder a run, from 2026-12-06 on")
         path = path or self.ckpt_path(best)
         training = self.config.is_train  # testing needs neither Adam nor the schedule
         if state is None:
             state = checkpoint.read(path, TRAIN_KEYS if training else TEST_KEYS)
-        checkpoint.check(state, path, self.config, self.model)
+        checkpoint.fit(state, path, self.model, sections(self.config), resuming=training,
+                       data=self.data)
         self.model.set_state_dict(state["model"])
         if training:
-            saved = state["config"]
-            changed = [f"--{name} {saved[name]} (checkpoint) vs {getattr(self.config, name)}"
-                       for name in SPLIT_OPTIONS
-                       if name in saved and saved[name] != getattr(self.config, name)]
-            if changed:
-                raise CheckpointError(f"{path} was trained on another split of the images: "
-                                      + ", ".join(changed))
-            if None not in (state.get("data"), self.data) and state["data"] != self.data:
-                raise CheckpointError(f"{path} was trained on other data ({state['data']}) than "
-                                      f"--data_dir {self.config.data_dir} holds now ({self.data}): "
-                                      f"resuming would train on images it validated on; resume "
-                                      f"on the data it began with, or start afresh")
             if state.get("data") is None and self.data is not None:
                 self.say(f"[!] {path} predates the digest of its data: the data are not checked")
             processes = paddle.distributed.get_world_size()
@@ -336,13 +289,6 @@ class Trainer:
                 self.say(f"[!] {path} was trained in {state['processes']} processes, resumed in "
                          f"{processes}: each step now averages {processes} x --batch_size "
                          f"{self.config.batch_size} images, not {state['processes']} x")
-            schedule = saved["lr_schedule"]
-            if schedule != self.config.lr_schedule:
-                raise CheckpointError(f"{path} was trained with --lr_schedule {schedule}: "
-                                      f"resume it with the same schedule")
-            if schedule == "cosine" and saved["epochs"] != self.config.epochs:
-                raise CheckpointError(f"{path} anneals its learning rate over --epochs "
-                                      f"{saved['epochs']}: resume it with the same --epochs")
             self.optimizer.set_state_dict(state["optimizer"])  # restores the scheduler too
             self.counter = state["counter"]
         self.start_epoch, self.best_valid_acc = state["epoch"], state["best_valid_acc"]
@@ -355,18 +301,24 @@ class Trainer:
         The output folders are this run's alone meanwhile (see RunFiles), and a signal
         stops it after the current step (see StopSignals)."""
         config = self.config
-        self.data = getattr(train_loader.dataset, "source_digest", None)
+        self.data = getattr(getattr(train_loader, "dataset", None), "source_digest", None)
         if config.resume:
             path = self.restore(config.best)
             self.say(f"[*] Resuming from {path} after epoch {self.start_epoch} "
                      f"(best valid acc {self.best_valid_acc:.2f}%)")
         num_weights = sum(int(p.size) for p in self.model.parameters())
-        files = (RunFiles(config, self.name, num_weights, self.start_epoch) if self.main_process
+        # What an epoch trains on: images, or the frames of its games
+        self.frames_per_epoch = (len(train_loader) * config.batch_size * config.train_paths * FRAMES
+                                 if self.game else 0)
+        samples = self.frames_per_epoch or len(train_loader.dataset)
+        files = (RunFiles(config, self.folder, num_weights, self.start_epoch) if self.main_process
                  else NoFiles())
         with files, self.signals:
-            self.say(f"[*] Run {self.name}: train on {len(train_loader.dataset)} images, "
-                     f"validate on {len(valid_loader.dataset)} (M={config.M}); log "
-                     f"{files.log_path if self.main_process else ''}"
+            validation = (f"{config.valid_games} games" if self.game
+                          else f"{len(valid_loader.dataset)} (M={config.M})")
+            self.say(f"[*] Run {self.name}: train on {samples:,} {'frames' if self.game else 'images'}"
+                     f" an epoch, validate on {validation}; log "
+                     f"{self.folder.log if self.main_process else ''}"
                      + (f", in {paddle.distributed.get_world_size()} processes"
                         if paddle.distributed.get_world_size() > 1 else ""))
             if self.start_epoch >= config.epochs:
@@ -378,15 +330,15 @@ class Trainer:
                 lr = self.optimizer.get_lr()
                 start = time.time()
                 train_loss, train_acc, largest = self.train_one_epoch(epoch, train_loader)
-                samples_per_s = len(train_loader.dataset) / (time.time() - start)
+                samples_per_s = samples / (time.time() - start)
                 with same_rng_everywhere():
-                    valid_loss, valid_acc, _, _ = evaluate(
-                        self.model, self.progress(valid_loader, "validating"), config.M,
+                    valid_loss, valid_acc, _, _ = self.evaluate(
+                        self.progress(valid_loader, "validating"),
                         self.plot_saver(epoch) if self.main_process else None)
                 seconds = time.time() - start
                 if config.lr_schedule == "cosine":
                     self.scheduler.step()
-                else:
+                elif config.lr_schedule == "plateau":
                     self.scheduler.step(valid_acc)
                 if not math.isfinite(valid_loss) or not weights_finite(self.model):
                     raise RunError(f"the weights diverged in epoch {epoch + 1} (validation loss "
@@ -399,7 +351,7 @@ class Trainer:
                             EpochFigures(lr, train_loss, largest, train_acc, valid_loss, valid_acc,
                                          seconds, samples_per_s))
 
-                # A cosine schedule is its length: stopping it early would cut it short.
+                # An annealing schedule is its length: stopping it early would cut it short.
                 if config.lr_schedule == "plateau" and self.counter > config.train_patience:
                     self.say(f"[!] No improvement in {self.counter} epochs, stopping training.")
                     break
@@ -418,15 +370,17 @@ class Trainer:
         if test_loader is not None and (epoch + 1) % self.config.test_freq == 0:
             line += self.test_line(test_loader, epoch, is_best, files.writer)
         if self.main_process:
-            self.end_epoch(files.log_path, line, epoch, is_best)
+            self.end_epoch(self.folder.log, line, epoch, is_best)
+            what = ("catch rate", "frames") if self.game else ("acc", "images")
             tqdm.write(f"epoch {epoch + 1}/{self.config.epochs}  train loss "
-                       f"{figures.train_loss:.3f} acc {figures.train_acc:.1f}%  valid acc "
-                       f"{figures.valid_acc:.2f}% (error {100 - figures.valid_acc:.2f}%"
-                       f"{', best' if is_best else ''})  {figures.seconds:.0f} s")
+                       f"{figures.train_loss:.3f} {what[0]} {figures.train_acc:.1f}%  valid "
+                       f"{what[0]} {figures.valid_acc:.2f}%{' (best)' if is_best else ''}  "
+                       f"{figures.seconds:.0f} s, {figures.samples_per_s:,.0f} {what[1]}/s")
         for tag, value in [("train/loss", figures.train_loss), ("train/max_batch_loss", figures.largest.loss),
                            ("train/acc", figures.train_acc), ("valid/loss", figures.valid_loss),
                            ("valid/acc", figures.valid_acc), ("lr", figures.lr)]:
-            files.writer.add_scalar(tag, value, epoch + 1)
+            # the game's curves against the frames played, the images' against the epochs
+            files.writer.add_scalar(tag, value, (epoch + 1) * self.frames_per_epoch or epoch + 1)
 
     def end_epoch(self, log_path, line, epoch, is_best):
         """Write epoch's log line (the full record), then its checkpoints. The log line goes
@@ -458,18 +412,17 @@ class Trainer:
         # Testing is not training time (`seconds` is taken already), and its glimpse
         # draws come from a copy of the RNG, so the run trains as without it.
         rng_state = paddle.get_rng_state()  # what this epoch's checkpoint will hold
-        test_err = 100 - evaluate(self.model, self.progress(test_loader, "testing"),
-                                  self.config.M)[1]
+        test_err = 100 - self.evaluate(self.progress(test_loader, "testing"))[1]
         if is_best:
             self.selected_test = (epoch + 1, test_err)
         else:
-            best = checkpoint.load(self.ckpt_path(best=True), self.config, self.model)
+            best = checkpoint.load(self.ckpt_path(best=True), self.model, sections(self.config))
             if self.selected_test is None or self.selected_test[0] != best["epoch"]:
                 selected = build_model(ModelConfig.from_options(self.config))
                 selected.set_state_dict(best["model"])
                 paddle.set_rng_state(best["rng_state"])
                 self.selected_test = (best["epoch"],
-                                      100 - evaluate(selected, test_loader, self.config.M)[1])
+                                      100 - self.evaluate(test_loader, model=selected)[1])
         paddle.set_rng_state(rng_state)
         writer.add_scalar("test/err", test_err, epoch + 1)
         writer.add_scalar("test/selected_err", self.selected_test[1], epoch + 1)
@@ -490,34 +443,40 @@ class Trainer:
         return RunError(f"stopped by {name} {where}; {advice}", exit_code=128 + self.signals.received)
 
     def train_one_epoch(self, epoch, loader):
-        """One pass over the training images. Returns mean loss, accuracy (%) and the
-        BatchLoss of the largest batch loss."""
+        """One pass over the training images (or an epoch's games). Returns mean loss,
+        accuracy (%: of the game, the catch rate) and the BatchLoss of the largest batch loss."""
         self.model.train()
-        if isinstance(loader.batch_sampler.sampler, EpochShuffler):
-            loader.batch_sampler.sampler.set_epoch(epoch)
-        if isinstance(loader.dataset, CanvasDataset):
-            loader.dataset.set_epoch(epoch)  # new canvases with --fresh_canvases
+        for part in (getattr(getattr(loader, "batch_sampler", None), "sampler", None),
+                     getattr(loader, "dataset", None), loader):
+            if hasattr(part, "set_epoch"):  # shuffles, fresh canvases, the epoch's games
+                part.set_epoch(epoch)
         total_loss = total_correct = 0.0
         largest = BatchLoss(-math.inf, 0.0, 0.0, 0.0)
         seen = 0
-        with tqdm(total=len(loader.dataset), desc=f"Epoch {epoch + 1}/{self.config.epochs}",
-                  unit="img", leave=False, disable=not self.main_process) as bar:
+        # an image's frames: 1; a game's, each of its --train_paths plays
+        unit, per_batch = ("frame", FRAMES * self.config.train_paths) if self.game else ("img", 1)
+        total = len(loader) * self.config.batch_size * per_batch if self.game else len(loader.dataset)
+        with tqdm(total=total, desc=f"Epoch {epoch + 1}/{self.config.epochs}",
+                  unit=unit, leave=False, disable=not self.main_process) as bar:
             for i, (x, y) in enumerate(loader):
+                size = len(y) // self.config.train_paths if self.game else len(y)  # images, or games
                 try:
                     loss = self.train_step(x, y)
                 except NonFiniteError as err:
                     raise RunError(f"{err} at epoch {epoch + 1}, step {i + 1} of {len(loader)}: "
                                    f"stopped before updating the weights; "
                                    + self.kept_checkpoints(epoch)) from None
+                if self.config.lr_schedule == "linear":  # the paper's anneal, at every step
+                    self.scheduler.step((epoch * len(loader) + i + 1) / len(loader))
                 if self.signals.received:
                     raise self.interrupted(epoch, i + 1, len(loader))
-                total_loss += loss.total.detach() * len(y)
+                total_loss += loss.total.detach() * size
                 if float(loss.total) > largest.loss:  # already synchronised by check_finite
                     largest = BatchLoss(float(loss.total), float(loss.action),
                                         float(loss.baseline), 0.01 * float(loss.reinforce))
                 total_correct += loss.reward.sum()
-                seen += len(y)
-                bar.update(len(y) * paddle.distributed.get_world_size())
+                seen += size
+                bar.update(size * per_batch * paddle.distributed.get_world_size())
                 if (i + 1) % self.config.print_freq == 0:
                     episodes = seen * self.config.train_paths
                     bar.set_postfix(loss=f"{float(total_loss) / seen:.3f}",
@@ -528,17 +487,31 @@ class Trainer:
         return total_loss / seen, 100.0 * total_correct / seen, largest_over_processes(largest)
 
     def train_step(self, x, y):
-        """One Adam step on a batch. Returns its Loss; raises NonFiniteError, before
-        the update, if the loss or a gradient is NaN or infinite."""
-        paths = self.config.train_paths
-        log_probas, log_pi, baselines, _ = self.forward(x, repeats=paths)
-        labels = y if paths == 1 else paddle.tile(y, [paths])  # row m * B + b: path m of image b
-        loss = ram_loss(log_probas, log_pi, baselines, labels, paths)
+        """One optimizer step on a batch of images x and labels y, or (the game) on one game
+        played in each of the games x from their first screens y. Returns its Loss; raises
+        NonFiniteError, before the update, if the loss or a gradient is NaN or infinite."""
+        if self.game:
+            loss = game_loss(play(self.model, x, y, scale=SCREEN_SCALE), self.config.train_paths,
+                             self.config.entropy_weight)
+        else:
+            paths = self.config.train_paths
+            log_probas, log_pi, baselines, _ = self.forward(x, repeats=paths)
+            labels = y if paths == 1 else paddle.tile(y, [paths])  # row m * B + b: path m of image b
+            loss = ram_loss(log_probas, log_pi, baselines, labels, paths)
         self.optimizer.clear_grad()
         loss.total.backward()
         self.check_finite(loss.total)
         self.optimizer.step()
         return loss
+
+    def evaluate(self, loader, on_first_batch=None, model=None):
+        """model.evaluate of the run's model (or `model`) on the images of loader with --M
+        paths an image, or (the game) model.evaluate_games on its games: loss, accuracy (%),
+        correct, count."""
+        model = model or self.model
+        if self.game:
+            return evaluate_games(model, loader, on_first_batch, SCREEN_SCALE)
+        return evaluate(model, loader, self.config.M, on_first_batch)
 
     @staticmethod
     def kept_checkpoints(epoch):
@@ -560,47 +533,66 @@ class Trainer:
         retina's options, every --plot_freq epochs; None on other epochs."""
         if (epoch + 1) % self.config.plot_freq != 0 or self.config.model != "ram":
             return None  # a baseline takes no glimpses
-        folder = os.path.join(self.config.plot_dir, self.name)
+        retina = dict(patch_size=self.config.patch_size, num_patches=self.config.num_patches,
+                      glimpse_scale=self.config.glimpse_scale)
+
+        def save_games(i, episode):  # the game's: the frames of its first 9 games
+            if i == 0:
+                write_npz(dict(frames=episode.seen[:9], locations=episode.locations[:9].numpy(),
+                               actions=episode.actions[:9].numpy(),
+                               rewards=episode.rewards[:9].numpy(), **retina))
 
         def save(x, y, locations, predicted):
             n = min(9, len(y))
-            arrays = dict(images=x[:n].numpy(), labels=y[:n].numpy(),
-                          locations=locations[:n].numpy(), predicted=predicted[:n].numpy(),
-                          patch_size=self.config.patch_size, num_patches=self.config.num_patches,
-                          glimpse_scale=self.config.glimpse_scale,
-                          standardised=self.config.dataset == "mnist")
+            write_npz(dict(images=x[:n].numpy(), labels=y[:n].numpy(),
+                           locations=locations[:n].numpy(), predicted=predicted[:n].numpy(),
+                           standardised=self.config.dataset == "mnist", **retina))
 
+        def write_npz(arrays):
             def write(tmp):
                 with open(tmp, "wb") as f:  # a file, so that NumPy adds no .npz to the name
                     np.savez_compressed(f, **arrays)
 
-            path = os.path.join(folder, f"glimpses_epoch{epoch + 1}.npz")
+            path = self.folder.glimpses(epoch + 1)
             try:
-                os.makedirs(folder, exist_ok=True)
+                os.makedirs(self.folder.plots, exist_ok=True)
                 atomic_write(path, write)
             except OSError as err:
                 raise RunError(f"could not write {path} ({err.strerror}) in epoch {epoch + 1}; "
                                + self.kept_checkpoints(epoch)) from None
-        return save
+        return save_games if self.game else save
 
     def test(self, test_loader, state=None):
         """Evaluate --checkpoint (already read: state), or the best (or last) checkpoint
         in --ckpt_dir, on the test set and write its result."""
         path = self.restore(self.config.best, self.config.checkpoint, state)
         M = self.config.M
+        how = f"playing {self.config.test_games} games" if self.game else f"testing with M={M}"
         print(f"[*] Loaded {path} (epoch {self.start_epoch}, best valid acc "
-              f"{self.best_valid_acc:.2f}%); testing with M={M}")
-        _, acc, correct, total = evaluate(self.model, self.progress(test_loader, "testing"), M)
-        print(f"[*] Test Acc: {correct}/{total} ({acc:.2f}% - {100 - acc:.2f}%)")
+              f"{self.best_valid_acc:.2f}%); {how}")
+        tracked = []  # the game's: whether each frame's fovea held the ball
+
+        def track(i, episode):
+            tracked.append(fovea_on_ball(episode, self.model.sensor.retina))
+
+        _, acc, correct, total = self.evaluate(self.progress(test_loader, "testing"),
+                                               track if self.game else None)
         result = {"checkpoint": path, "epoch": self.start_epoch, "M": M, "correct": correct,
                   "total": total, "test_error": round(100.0 * (total - correct) / total, 4)}
-        name = self.name
+        if self.game:
+            print(f"[*] Catch rate: {correct}/{total} ({acc:.2f}%)")
+            by_row = np.concatenate(tracked).mean(axis=0)
+            result = {**result, "M": None, "catch_rate": round(acc, 4),
+                      "fovea_on_ball_by_row": [round(float(share), 4) for share in by_row]}
+        else:
+            print(f"[*] Test Acc: {correct}/{total} ({acc:.2f}% - {100 - acc:.2f}%)")
+        out = self.folder.result
         if self.config.checkpoint:  # not the run's own: its result must not replace the run's
             folder, file = os.path.split(os.path.abspath(self.config.checkpoint))
-            name = f"{os.path.basename(folder)}_{os.path.splitext(file)[0]}"
-        out = os.path.join(self.config.logs_dir, f"{name}_test.json")
+            out = os.path.join(self.config.logs_dir or self.config.ckpt_dir,
+                               f"{os.path.basename(folder)}_{os.path.splitext(file)[0]}_test.json")
         try:
-            os.makedirs(self.config.logs_dir, exist_ok=True)
+            os.makedirs(os.path.dirname(out), exist_ok=True)
             atomic_write_text(json.dumps(result, indent=2) + "\n", out)
         except OSError as err:
             raise RunError(f"tested, but could not write {out} ({err.strerror}); the figure "

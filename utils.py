@@ -120,24 +120,28 @@ class FolderLocked(Exception):
     """Another live process writes this run's files; the message is one line."""
 
 
-def lock_folder(folder, name):
-    """Claim folder for run `name` until this process ends: an exclusive lock on
-    folder/.<name>.lock, which the kernel releases when the process ends in any way
-    (a kill -9 included), so a dead run's lock is simply taken over. Returns the open
-    lock file, to keep; raises FolderLocked while another process holds it."""
+def lock_folder(folder):
+    """Claim folder for this process until it ends: an exclusive lock on folder/.lock,
+    which the kernel releases when the process ends in any way (a kill -9 included), so a
+    dead run's lock is simply taken over. The lock file is never followed if it is a link
+    (a link's target is never written). Returns the open lock file, to keep; raises
+    FolderLocked while another process holds it, or if it cannot be a lock file."""
     import fcntl
 
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, f".{name}.lock")
-    lock = open(path, "a+")
+    path = os.path.join(folder, ".lock")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        lock = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), "r+")
+    except OSError as err:
+        raise FolderLocked(f"cannot claim {folder}: {path} cannot be its lock file "
+                           f"({err.strerror})") from None
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        lock.seek(0)
         holder = lock.read().strip() or "another process"
         lock.close()
-        raise FolderLocked(f"{folder} is in use by a run of {name} (pid {holder}): wait for it "
-                           f"to end, or give this run other folders") from None
+        raise FolderLocked(f"{folder} is in use by a run (pid {holder}): wait for it to end, "
+                           f"or give this run other folders") from None
     lock.seek(0)
     lock.truncate()
     lock.write(str(os.getpid()))

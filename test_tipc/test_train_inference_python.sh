@@ -44,6 +44,16 @@ images_value=$(func_parser_value "${lines[30]}")
 benchmark_key=$(func_parser_key "${lines[31]}")
 benchmark_value=$(func_parser_value "${lines[31]}")
 
+# LOG_PATH is removed below: a MODE or model name that walks out of ./log/ (../../results)
+# would remove another folder, so both are refused unless they are plain names.
+case "${MODE}" in
+    lite_train_lite_infer|whole_infer) ;;
+    *) echo "MODE must be lite_train_lite_infer or whole_infer, got '${MODE}'" >&2; exit 2 ;;
+esac
+if ! [[ "${model_name}" =~ ^[A-Za-z0-9_-]+$ ]]; then
+    echo "the model_name of ${FILENAME} must be letters, digits, '-' or '_', got '${model_name}'" >&2
+    exit 2
+fi
 LOG_PATH="./log/${model_name}/${MODE}"
 rm -rf "${LOG_PATH}"  # this chain's own folder: each run of it starts afresh
 mkdir -p "${LOG_PATH}"
@@ -82,9 +92,9 @@ $(func_set_params "${save_infer_key}" "${save_infer_value}")" "${LOG_PATH}/expor
     infer_all "${save_infer_value}"
 else
     out="${LOG_PATH}/norm_train"
-    # main.py's other output folders go beside its checkpoints
+    # main.py's run folder, ${out}/<run name>/, holds its checkpoints, log and glimpses
     run_step "${python} ${train_py} $(func_set_params "${use_gpu_key}" "${use_gpu_value}") \
-$(func_set_params "${save_model_key}" "${out}") --logs_dir=${out} --plot_dir=${out} \
+$(func_set_params "${save_model_key}" "${out}") \
 $(func_set_params "${epoch_key}" "${epoch_value}") $(func_set_params "${batch_key}" "${batch_value}") \
 $(func_set_params "${data_key}" "${data_value}")" "${LOG_PATH}/train.log"
     run_step "${python} ${eval_py} $(func_set_params "${use_gpu_key}" "${use_gpu_value}") \

@@ -13,7 +13,7 @@ from tests.helpers import MNIST_DIR, ROOT, refusal, write_fake_mnist
 torch = pytest.importorskip("torch", reason="align.py compares against PyTorch: "
                                              "pip install torch==2.13.0")
 import align  # noqa: E402
-from config import get_config  # noqa: E402
+from config import get_config, sections  # noqa: E402
 from checkpoint import TRAIN_KEYS, load  # noqa: E402
 from model import ModelConfig, build_model  # noqa: E402
 
@@ -74,7 +74,8 @@ def test_round_trip_gives_identical_tensors(tmp_path):
     # Ours holds the weights in Paddle's layout, and main.py's loader accepts it.
     config = get_config(["--use_gpu=False"])
     with paddle.utils.unique_name.guard():
-        state = load(str(ours), config, build_model(ModelConfig.from_options(config)), TRAIN_KEYS)
+        state = load(str(ours), build_model(ModelConfig.from_options(config)), sections(config),
+                     TRAIN_KEYS)
     weight = original["model_state"]["rnn.i2h.weight"].numpy()
     np.testing.assert_array_equal(np.asarray(state["model"]["rnn.i2h.weight"]), weight.T)
     assert state["epoch"] == 7 and state["best_valid_acc"] == 91.5
@@ -83,14 +84,14 @@ def test_round_trip_gives_identical_tensors(tmp_path):
 def test_converted_checkpoint_is_tested_by_main(tmp_path):
     reference_checkpoint(tmp_path / "ref.pth.tar")
     align.main(["--torch_ckpt", str(tmp_path / "ref.pth.tar"),
-                "--out", str(tmp_path / "ckpt" / "ram_6_8x8_1_model_best.pdparams")])
+                "--out", str(tmp_path / "ckpt" / "ram_6_8x8_1/best.pdparams")])
     done = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "--use_gpu=False",
                            "--is_train=False", "--M", "1", "--data_dir",
                            str(write_fake_mnist(tmp_path / "mnist"))],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "(epoch 7, best valid acc 91.50%)" in done.stdout
-    assert json.loads((tmp_path / "logs" / "ram_6_8x8_1_test.json").read_text())["total"] == 50
+    assert json.loads((tmp_path / "ckpt" / "ram_6_8x8_1/test.json").read_text())["total"] == 50
 
 
 def test_refusals_are_one_line(tmp_path, capsys):

@@ -14,7 +14,7 @@ import paddle
 import pytest
 
 import checkpoint
-from config import get_config, parse
+from config import get_config, parse, sections
 from main import main
 from model import ModelConfig, build_model
 from tests.helpers import ROOT, tiny_args
@@ -44,11 +44,15 @@ def test_a_checkpoint_of_the_format_before_model_args_tests_as_it_did(tmp_path):
     assert "Test Acc: 951/10000 (9.51% - 90.49%)" in done.stdout, done.stderr[-500:]
 
 
-def test_a_checkpoint_of_the_format_before_model_args_resumes_exactly(tmp_path):
+def test_a_checkpoint_of_the_format_before_model_args_resumes_exactly(tmp_path, capsys):
+    """It lies where runs lay before 2026-12-06, <ckpt_dir>/<name>_ckpt.pdparams: resuming
+    moves it into the run's folder and says so."""
     os.makedirs(tmp_path / "ckpt")
     shutil.copy(OLD_CHECKPOINT, tmp_path / "ckpt" / "ram_2_2x2_1_ckpt.pdparams")
     main(get_config(tiny_args(tmp_path, *OLD_MODEL, "--epochs", "2", "--resume=True", "--best=False")))
-    with open(tmp_path / "logs" / "ram_2_2x2_1.log") as f:
+    assert "ram_2_2x2_1_ckpt.pdparams to " in capsys.readouterr().out
+    assert os.listdir(tmp_path / "ckpt") == ["ram_2_2x2_1"]
+    with open(tmp_path / "logs" / "ram_2_2x2_1/train.log") as f:
         line = [line for line in f if line.startswith("epoch 2 ")][0]
     got, want = figures(line), figures(OLD_EPOCH_2)
     assert got.keys() == want.keys()
@@ -62,9 +66,9 @@ def test_a_checkpoint_of_the_format_before_model_args_resumes_exactly(tmp_path):
 def test_a_new_checkpoint_carries_the_model_args_that_rebuild_its_model(tmp_path):
     config = get_config(tiny_args(tmp_path, "--epochs", "1"))
     main(config)
-    state = checkpoint.read(str(tmp_path / "ckpt" / "ram_3_4x4_2_ckpt.pdparams"))
+    state = checkpoint.read(str(tmp_path / "ckpt" / "ram_3_4x4_2/ckpt.pdparams"))
     assert state["model_args"] == dataclasses.asdict(ModelConfig.from_options(config))
-    path = str(tmp_path / "ckpt" / "ram_3_4x4_2_ckpt.pdparams")
+    path = str(tmp_path / "ckpt" / "ram_3_4x4_2/ckpt.pdparams")
     model, options = checkpoint.model_of(checkpoint.read(path), path)
     assert options.hidden_size == 32 and model.rnn.h2h.weight.shape == [32, 32]
     published = checkpoint.weights_only(state)
@@ -137,14 +141,14 @@ def test_the_digest_of_a_new_checkpoint_covers_adams_state(tmp_path):
     """D4: a bit flipped in Adam's moments, which no weight digest saw, is caught."""
     config = get_config(tiny_args(tmp_path, "--epochs", "1"))
     main(config)
-    path = str(tmp_path / "ckpt" / "ram_3_4x4_2_ckpt.pdparams")
+    path = str(tmp_path / "ckpt" / "ram_3_4x4_2/ckpt.pdparams")
     state = paddle.load(path)
     name = sorted(key for key in state["optimizer"] if "moment2" in key)[0]
     state["optimizer"][name] = -state["optimizer"][name]
     paddle.save(state, path)
     with pytest.raises(checkpoint.CheckpointError, match="its digest differs"):
-        checkpoint.load(path, config, build_model(ModelConfig.from_options(config)),
-                        checkpoint.TRAIN_KEYS)
+        checkpoint.load(path, build_model(ModelConfig.from_options(config)),
+                        sections(config), checkpoint.TRAIN_KEYS)
 
 
 def test_unpickling_is_bounded_in_objects_and_bytes(tmp_path):
@@ -168,7 +172,7 @@ def test_a_runs_best_checkpoint_kept_as_float32_weights_tests_as_the_whole_one(t
     half=False): testing it gives the whole checkpoint's figure."""
     config = get_config(tiny_args(tmp_path, "--epochs", "1"))
     main(config)
-    best = str(tmp_path / "ckpt" / "ram_3_4x4_2_model_best.pdparams")
+    best = str(tmp_path / "ckpt" / "ram_3_4x4_2/best.pdparams")
     slim = checkpoint.weights_only(checkpoint.read(best, checkpoint.TRAIN_KEYS), half=False)
     assert "optimizer" not in slim and all(v.dtype == paddle.float32 for v in slim["model"].values())
     checkpoint.save(slim, str(tmp_path / "slim.pdparams"))
@@ -177,3 +181,15 @@ def test_a_runs_best_checkpoint_kept_as_float32_weights_tests_as_the_whole_one(t
         done = run_test_of(path, "--M", "2", "--batch_size", "32", "--logs_dir", str(tmp_path))
         figures.append([line for line in done.stdout.splitlines() if "Test Acc" in line])
     assert figures[0] == figures[1] and figures[0], figures
+
+
+def test_a_damaged_checkpoint_is_never_given_fresh_digests(tmp_path):
+    """N1: weights_only of a checkpoint whose digests fail is refused, not made 'valid'."""
+    config = get_config(tiny_args(tmp_path, "--epochs", "1"))
+    main(config)
+    best = str(tmp_path / "ckpt" / "ram_3_4x4_2/best.pdparams")
+    state = paddle.load(best)
+    state["best_valid_acc"] = 99.5  # one changed field: the digest of the whole fails
+    paddle.save(state, best)
+    with pytest.raises(checkpoint.CheckpointError, match="digests fail"):
+        checkpoint.weights_only(checkpoint.read(best, checkpoint.TRAIN_KEYS))

@@ -12,6 +12,7 @@ import paddle
 import pytest
 
 import trainer as trainer_module
+from config import sections
 from data_loader import get_train_valid_loaders
 from tests.helpers import ROOT, tiny_args, tiny_config
 from checkpoint import TRAIN_KEYS, load
@@ -20,7 +21,7 @@ from trainer import RunError, Trainer
 
 EPOCHS = 80  # of about 0.1 s each on a quiet machine: enough that 10 kills, each a few epochs
 # after a start, do not reach the end even when the load falls after the straight run is timed
-CKPT = "ram_3_4x4_2_ckpt.pdparams"
+CKPT = "ram_3_4x4_2/ckpt.pdparams"
 
 
 def command(folder, *extra):
@@ -41,7 +42,7 @@ def checkpoint_epoch(folder):
 def headers(folder):
     """How many runs have reached their first epoch: each writes a '#' line first."""
     try:
-        with open(folder / "logs" / "ram_3_4x4_2.log") as f:
+        with open(folder / "logs" / "ram_3_4x4_2/train.log") as f:
             return sum(line.startswith("#") for line in f)
     except FileNotFoundError:
         return 0
@@ -51,7 +52,7 @@ def start_and_wait_for_training(folder, resume):
     """Start main.py (resuming if asked) and return once it has begun its epochs."""
     if not resume:
         # A fresh run replaces the log: an earlier run's header must not count as its own.
-        (folder / "logs" / "ram_3_4x4_2.log").unlink(missing_ok=True)
+        (folder / "logs" / "ram_3_4x4_2/train.log").unlink(missing_ok=True)
     before = headers(folder)
     extra = ["--resume=True", "--best=False"] if resume else []
     process = subprocess.Popen(command(folder, *extra), stdout=subprocess.PIPE,
@@ -63,11 +64,11 @@ def start_and_wait_for_training(folder, resume):
 
 def all_checkpoints_load(folder):
     config = tiny_config(folder)
-    paths = glob.glob(str(folder / "ckpt" / "*.pdparams"))
+    paths = glob.glob(str(folder / "ckpt" / "*" / "*.pdparams"))
     with paddle.utils.unique_name.guard():
         model = build_model(ModelConfig.from_options(config))
     for path in paths:
-        load(path, config, model, TRAIN_KEYS)  # raises CheckpointError on a damaged file
+        load(path, model, sections(config), TRAIN_KEYS)  # raises CheckpointError on a damaged file
     return len(paths)
 
 
@@ -98,7 +99,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(tmp_path, 
                                                                        straight_run):
     # Kill within the first few epochs of each run, timed by this machine's own epochs
     # (a loaded machine is slower), so that kills land in steps, validations and writes.
-    with open(straight_run / "logs" / "ram_3_4x4_2.log") as f:
+    with open(straight_run / "logs" / "ram_3_4x4_2/train.log") as f:
         epoch_seconds = np.median([float(line.split(" seconds ")[1].split()[0]) for line in f
                                    if line.startswith("epoch")])
     rng = random.Random(0)
@@ -157,7 +158,7 @@ def train_in_process(config):
 
 
 def checkpoint_bytes(folder):
-    return {path: open(path, "rb").read() for path in glob.glob(str(folder / "ckpt" / "*"))}
+    return {path: open(path, "rb").read() for path in glob.glob(str(folder / "ckpt" / "*" / "*"))}
 
 
 def train_one_epoch_in_process(folder):
@@ -219,17 +220,20 @@ def test_other_model_options_are_refused_by_name(tmp_path):
     assert run_cli(tmp_path).returncode == 0
     message = one_line_failure(run_cli(tmp_path, "--resume=True", "--hidden_size", "24",
                                        "--std", "0.1"))
-    assert message.endswith("other model or data options: --hidden_size 32 (checkpoint) vs 24, "
+    assert message.endswith("other options: --hidden_size 32 (checkpoint) vs 24, "
                             "--std 0.05 (checkpoint) vs 0.1")
-    # Options that do not change the model may differ.
-    assert run_cli(tmp_path, "--resume=True", "--epochs", "2", "--init_lr", "1e-3").returncode == 0
+    # So are those of the optimizer (a resumed run would silently keep the first rate), while
+    # those that do not change what trains may differ.
+    message = one_line_failure(run_cli(tmp_path, "--resume=True", "--init_lr", "1e-3"))
+    assert message.endswith("other options: --init_lr 0.0003 (checkpoint) vs 0.001")
+    assert run_cli(tmp_path, "--resume=True", "--epochs", "2", "--M", "3").returncode == 0
 
 
 def test_an_unwritable_folder_is_refused_before_training(tmp_path):
     (tmp_path / "a_file").write_text("not a folder")
     message = one_line_failure(run_cli(tmp_path, "--ckpt_dir", str(tmp_path / "a_file" / "ckpt")))
     assert message.startswith(f"[!] cannot write to {tmp_path / 'a_file' / 'ckpt'}")
-    assert not (tmp_path / "logs" / "ram_3_4x4_2.log").exists()
+    assert not (tmp_path / "logs" / "ram_3_4x4_2/train.log").exists()
 
 
 def test_a_full_disk_is_refused_before_training(tmp_path, monkeypatch):
@@ -237,7 +241,7 @@ def test_a_full_disk_is_refused_before_training(tmp_path, monkeypatch):
                         lambda path: trainer_module.shutil._ntuple_diskusage(10**9, 10**9, 4096))
     with paddle.utils.unique_name.guard():
         trainer, loaders = train_in_process(tiny_config(tmp_path, "--epochs", "1"))
-        with pytest.raises(RunError, match=r"only 0.0 MiB free for .*ckpt; the checkpoints need"):
+        with pytest.raises(RunError, match=r"only 0.0 MiB free for .*ckpt/ram_3_4x4_2; the checkpoints need"):
             trainer.train(*loaders)
 
 
@@ -252,3 +256,57 @@ def test_a_disk_that_fills_up_leaves_no_half_written_file(tmp_path, monkeypatch)
     monkeypatch.setattr(paddle, "save", save_half_then_fail)
     resume_in_process_expecting(tmp_path, 2, r"could not write after epoch 2 \(No space left")
     assert checkpoint_bytes(tmp_path) == before  # no temporary file, nothing overwritten
+
+
+# The paper's procedure (SGD with momentum, minibatches of 20, the rate annealed linearly at
+# every step) and the game of Catch: the same guarantee, a kill -9 mid-epoch then --resume.
+SGD = ["--optimizer", "sgd", "--momentum", "0.9", "--batch_size", "20", "--lr_schedule", "linear",
+       "--init_lr", "0.05"]
+GAME = ["--dataset", "catch", "--core", "lstm", "--patch_size", "6", "--num_patches", "3",
+        "--glimpse_scale", "2", "--hidden_size", "32", "--glimpse_hidden", "16", "--loc_hidden", "16",
+        "--batch_size", "8", "--epoch_frames", "1000", "--valid_games", "16", "--lr_schedule",
+        "linear", "--init_lr", "1e-3"]
+
+
+def recipe_command(folder, recipe, *extra):
+    common = ["--num_threads", "1", "--use_gpu=False", "--epochs", "6", "--run_name", "run",
+              "--ckpt_dir", str(folder / "ckpt")]
+    if recipe is SGD:
+        common = tiny_args(folder)[:-2] + ["--epochs", "6", "--run_name", "run",
+                                           "--train_subset", "200"]
+    return [sys.executable, os.path.join(ROOT, "main.py"), *common, *recipe, *extra]
+
+
+@pytest.mark.parametrize("recipe", [SGD, GAME], ids=["sgd_linear_batch20", "catch"])
+def test_a_kill_then_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, recipe):
+    subprocess.run(recipe_command(tmp_path / "a", recipe), check=True, capture_output=True,
+                   timeout=300)
+    straight = paddle.load(str(tmp_path / "a" / "ckpt" / "run" / "ckpt.pdparams"))
+    last = tmp_path / "b" / "ckpt" / "run" / "ckpt.pdparams"
+    process = subprocess.Popen(recipe_command(tmp_path / "b", recipe), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    while not (last.exists() and paddle.load(str(last))["epoch"] >= 2) and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(random.Random(0).uniform(0.0, 0.5))  # within the next epoch
+    process.kill()
+    process.wait(timeout=60)
+    subprocess.run(recipe_command(tmp_path / "b", recipe, "--resume=True", "--best=False"),
+                   check=True, capture_output=True, timeout=300)
+    resumed = paddle.load(str(last))
+    assert resumed["epoch"] == straight["epoch"] == 6
+    for name, value in straight["model"].items():
+        np.testing.assert_array_equal(resumed["model"][name].numpy(), value.numpy(), name)
+    # SGD's velocity, or Adam's moments, came back too: the optimizers' states are the same.
+    for name, value in straight["optimizer"].items():
+        if hasattr(value, "numpy"):
+            np.testing.assert_array_equal(resumed["optimizer"][name].numpy(), value.numpy(), name)
+
+
+def test_resuming_under_another_optimizer_is_refused_in_one_line(tmp_path):
+    subprocess.run(recipe_command(tmp_path, SGD, "--epochs", "1"), check=True,
+                   capture_output=True, timeout=300)
+    adam = [arg for arg in SGD if arg not in ("--optimizer", "sgd", "--momentum", "0.9")]
+    done = subprocess.run(recipe_command(tmp_path, adam, "--epochs", "2", "--resume=True",
+                                         "--best=False"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert "--optimizer sgd (checkpoint) vs adam" in done.stderr

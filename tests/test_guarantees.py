@@ -19,7 +19,7 @@ import paddle
 import pytest
 
 import trainer as trainer_module
-from config import get_config
+from config import get_config, sections
 from data_loader import Canvases, load_canvases
 from main import main
 from tests.helpers import (ROOT, refusal, tiny_args, tiny_config, write_fake_mnist,
@@ -47,7 +47,7 @@ def weights(path):
 
 
 def epoch_lines(folder):
-    with open(folder / "logs" / f"{NAME}.log") as f:
+    with open(folder / "logs" / f"{NAME}/train.log") as f:
         return [line for line in f if line.startswith("epoch")]
 
 
@@ -106,9 +106,9 @@ def test_a_kill_between_the_two_checkpoint_writes_loses_no_best_model(tmp_path):
                                         argv=tiny_args(tmp_path / "b", *args))
     assert subprocess.run([sys.executable, "-c", script], timeout=300).returncode == 9
     assert cli(tmp_path / "b", *args, "--resume=True", "--best=False").returncode == 0
-    for kind in ("model_best", "ckpt"):
-        straight = weights(tmp_path / "a" / "ckpt" / f"{NAME}_{kind}.pdparams")
-        resumed = weights(tmp_path / "b" / "ckpt" / f"{NAME}_{kind}.pdparams")
+    for kind in ("best", "ckpt"):
+        straight = weights(tmp_path / "a" / "ckpt" / NAME / f"{kind}.pdparams")
+        resumed = weights(tmp_path / "b" / "ckpt" / NAME / f"{kind}.pdparams")
         for name in straight:
             np.testing.assert_array_equal(resumed[name], straight[name], f"{kind} {name}")
 
@@ -119,11 +119,11 @@ def test_a_second_run_in_the_same_folders_is_refused_while_the_first_lives(tmp_p
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
-        while not (tmp_path / "logs" / f"{NAME}.log").exists() or not epoch_lines(tmp_path):
+        while not (tmp_path / "logs" / f"{NAME}/train.log").exists() or not epoch_lines(tmp_path):
             assert first.poll() is None and time.time() < deadline, "the first run ended early"
             time.sleep(0.2)
         message = one_line_failure(cli(tmp_path, "--epochs", "1"))
-        assert f"is in use by a run of {NAME} (pid {first.pid})" in message
+        assert f"ckpt/{NAME} is in use by a run (pid {first.pid})" in message
         assert first.poll() is None  # the first run goes on, untouched
         first.send_signal(signal.SIGTERM)
         assert first.wait(timeout=120) == 128 + signal.SIGTERM
@@ -152,12 +152,12 @@ def test_the_first_epoch_writes_a_best_checkpoint_even_at_zero_accuracy(tmp_path
 
     monkeypatch.setattr(trainer_module, "evaluate", nothing_right)
     main(tiny_config(tmp_path, "--epochs", "1"))
-    assert (tmp_path / "ckpt" / f"{NAME}_model_best.pdparams").exists()
+    assert (tmp_path / "ckpt" / f"{NAME}/best.pdparams").exists()
 
 
 def saved_state(trained, tmp_path):
     copy_of(trained, tmp_path)
-    path = tmp_path / "ckpt" / f"{NAME}_model_best.pdparams"
+    path = tmp_path / "ckpt" / f"{NAME}/best.pdparams"
     return path, paddle.load(str(path))
 
 
@@ -221,7 +221,7 @@ def test_a_corrupt_checkpoint_file_is_refused_and_nothing_is_overwritten(trained
     bad = {"truncated": good[:len(good) // 2], "foreign": b"\x89PNG\r\n\x1a\n" + good[:100],
            "empty": b""}[damage]
     path.write_bytes(bad)
-    last = tmp_path / "ckpt" / f"{NAME}_ckpt.pdparams"
+    last = tmp_path / "ckpt" / f"{NAME}/ckpt.pdparams"
     before = last.read_bytes()
     message = one_line_failure(cli(tmp_path, "--resume=True", "--epochs", "2"))
     assert message.startswith(f"[!] {path}: not a RAM-Paddle checkpoint, or damaged")
@@ -243,7 +243,7 @@ def test_flipped_bytes_in_the_weights_are_caught(trained, tmp_path):
 def test_resuming_on_another_split_is_refused(trained, tmp_path):
     copy_of(trained, tmp_path)
     message = one_line_failure(cli(tmp_path, "--epochs", "2", "--resume=True", "--valid_size", "0.3"))
-    assert "trained on another split of the images: --valid_size 0.2 (checkpoint) vs 0.3" in message
+    assert "trained with other options: --valid_size 0.2 (checkpoint) vs 0.3" in message
 
 
 def test_testing_a_canvas_model_on_other_canvases_is_refused(tmp_path):
@@ -274,7 +274,7 @@ def test_a_full_disk_leaves_no_half_line_in_the_log_and_no_half_glimpse_file(tmp
     done = cli(tmp_path, "--epochs", "100", "--logs_dir", str(small_disk),
                "--plot_dir", str(small_disk))
     one_line_failure(done)
-    with open(small_disk / f"{NAME}.log") as f:
+    with open(small_disk / f"{NAME}/train.log") as f:
         text = f.read()
     assert text.endswith("\n") and all(line.startswith(("#", "epoch ")) for line in text.splitlines())
     for path in (small_disk / NAME).glob("*.npz"):
@@ -286,7 +286,7 @@ def test_a_full_disk_leaves_no_half_line_in_the_log_and_no_half_glimpse_file(tmp
 def test_a_test_result_that_cannot_be_written_is_one_line_and_keeps_the_last(trained, tmp_path):
     copy_of(trained, tmp_path)
     assert cli(tmp_path, "--is_train=False").returncode == 0
-    result = tmp_path / "logs" / f"{NAME}_test.json"
+    result = tmp_path / "logs" / f"{NAME}/test.json"
     earlier = result.read_text()
     blocked = cli(tmp_path, "--is_train=False", "--logs_dir", str(result))  # a file, not a folder
     assert "could not write" in one_line_failure(blocked) and "[*] Test Acc" in blocked.stdout
@@ -389,7 +389,7 @@ def test_a_signal_outside_the_training_loop_ends_in_one_line(trained, tmp_path, 
     _, err = process.communicate(timeout=120)
     assert process.returncode == 128 + sig, err
     assert err.strip().count("\n") == 0 and f"stopped by {sig.name}" in err, err
-    assert not list(tmp_path.rglob("*.npy*")) and not (tmp_path / "logs" / f"{NAME}_test.json").exists()
+    assert not list(tmp_path.rglob("*.npy*")) and not (tmp_path / "logs" / f"{NAME}/test.json").exists()
 
 
 def test_a_closed_pipe_does_not_end_training(tmp_path):
@@ -443,9 +443,9 @@ def test_align_refuses_to_overwrite_and_converts_float64_and_junk_in_one_line(tm
 
     reference = tmp_path / "ref.pth.tar"
     reference_checkpoint(reference)
-    monkeypatch.chdir(tmp_path)  # the default --out is ckpt/<model_name>_model_best.pdparams
+    monkeypatch.chdir(tmp_path)  # the default --out is ckpt/<model_name>/best.pdparams
     align.main(["--torch_ckpt", str(reference)])
-    target = tmp_path / "ckpt" / "ram_6_8x8_1_model_best.pdparams"
+    target = tmp_path / "ckpt" / "ram_6_8x8_1" / "best.pdparams"
     before = target.read_bytes()
     assert "exists and would be overwritten: pass --out" in refusal(align.main, "--torch_ckpt", str(reference))
     assert target.read_bytes() == before
@@ -460,7 +460,7 @@ def test_align_refuses_to_overwrite_and_converts_float64_and_junk_in_one_line(tm
 
     config = get_config(["--use_gpu=False"])
     with paddle.utils.unique_name.guard():  # what main.py checks before it tests or resumes
-        load(str(out), config, build_model(ModelConfig.from_options(config)), TRAIN_KEYS)
+        load(str(out), build_model(ModelConfig.from_options(config)), sections(config), TRAIN_KEYS)
 
     state["optim_state"] = {"state": {0: {"step": "junk"}}, "param_groups": []}
     torch.save(state, tmp_path / "junk.pth.tar")

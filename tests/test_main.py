@@ -23,18 +23,18 @@ def test_train_one_epoch_then_evaluate(tmp_path):
                 "--run_name", "ram_6_8x8_1")
     assert train.returncode == 0, train.stderr
     assert "Epoch 1/1" in train.stderr  # the progress bar
-    assert sorted(glob.glob("*", root_dir=tmp_path / "ckpt")) == ["ram_6_8x8_1_ckpt.pdparams",
-                                                     "ram_6_8x8_1_model_best.pdparams"]
-    log = (tmp_path / "logs" / "ram_6_8x8_1.log").read_text().splitlines()
+    assert sorted(glob.glob("*/*.pdparams", root_dir=tmp_path / "ckpt")) == ["ram_6_8x8_1/best.pdparams",
+                                                     "ram_6_8x8_1/ckpt.pdparams"]
+    log = (tmp_path / "ckpt" / "ram_6_8x8_1/train.log").read_text().splitlines()
     assert log[0].startswith("# started") and log[1].startswith("epoch 1 lr 3.000e-04 train_loss")
     assert f'"num_threads": {usable_cores()}' in log[0]  # --num_threads 0: every usable core
-    with np.load(tmp_path / "plots" / "ram_6_8x8_1" / "glimpses_epoch1.npz") as saved:
+    with np.load(tmp_path / "ckpt" / "ram_6_8x8_1" / "glimpses_epoch1.npz") as saved:
         assert saved["locations"].shape == (9, 6, 2) and saved["images"].shape == (9, 1, 28, 28)
         assert (saved["patch_size"], saved["num_patches"], saved["glimpse_scale"]) == (8, 1, 1)
 
     test = cli(tmp_path, "--is_train=False", "--M", "2", "--data_dir", MNIST_DIR, "--run_name", "ram_6_8x8_1")
     assert test.returncode == 0, test.stderr
-    result = json.loads((tmp_path / "logs" / "ram_6_8x8_1_test.json").read_text())
+    result = json.loads((tmp_path / "ckpt" / "ram_6_8x8_1/test.json").read_text())
     assert result["total"] == 10000 and result["M"] == 2 and result["epoch"] == 1
     accuracy = 100 * result["correct"] / 10000
     assert (f"[*] Test Acc: {result['correct']}/10000 ({accuracy:.2f}% - {100 - accuracy:.2f}%)"
@@ -51,7 +51,7 @@ def test_bad_data_and_missing_checkpoint_fail_in_one_line(tmp_path):
 
     missing = cli(tmp_path, "--is_train=False", "--data_dir", str(folder))
     assert missing.returncode == 1 and missing.stderr.strip().count("\n") == 0
-    assert "no checkpoint at ./ckpt/ram_6_8x8_1_model_best.pdparams" in missing.stderr
+    assert "no checkpoint at ./ckpt/ram_6_8x8_1/best.pdparams" in missing.stderr
 
 
 def test_cluttered_task_trains_evaluates_and_draws(tmp_path):
@@ -63,17 +63,17 @@ def test_cluttered_task_trains_evaluates_and_draws(tmp_path):
     train = cli(tmp_path, *task, "--epochs", "1", "--fresh_canvases")
     assert train.returncode == 0, train.stderr
     name = "ram_3_6x6_2_cluttered40_d2"
-    assert sorted(glob.glob("*", root_dir=tmp_path / "ckpt")) == [f"{name}_ckpt.pdparams",
-                                                     f"{name}_model_best.pdparams"]
+    assert sorted(glob.glob("*/*.pdparams", root_dir=tmp_path / "ckpt")) == [f"{name}/best.pdparams",
+                                                     f"{name}/ckpt.pdparams"]
     [cache] = os.listdir(tmp_path / "cache")
     assert cache.startswith("cluttered40_d2x8_seed0_train_")
-    with np.load(tmp_path / "plots" / name / "glimpses_epoch1.npz") as saved:
+    with np.load(tmp_path / "ckpt" / name / "glimpses_epoch1.npz") as saved:
         assert saved["images"].shape == (9, 1, 40, 40) and not saved["standardised"]
         assert saved["images"].min() == 0 and saved["images"].max() <= 1
 
     test = cli(tmp_path, *task, "--is_train=False")
     assert test.returncode == 0, test.stderr
-    assert json.loads((tmp_path / "logs" / f"{name}_test.json").read_text())["total"] == 60
+    assert json.loads((tmp_path / "ckpt" / f"{name}/test.json").read_text())["total"] == 60
     assert any(name.startswith("cluttered40_d2x8_seed0_test_") for name in os.listdir(tmp_path / "cache"))
     # A model trained on other canvases is refused, naming the option.
     other = cli(tmp_path, *task, "--is_train=False", "--distractor_size", "6")
@@ -81,7 +81,7 @@ def test_cluttered_task_trains_evaluates_and_draws(tmp_path):
     assert "--distractor_size 8 (checkpoint) vs 6" in other.stderr
 
     draw = subprocess.run([sys.executable, os.path.join(ROOT, "plot_glimpses.py"), "--plot_dir",
-                           str(tmp_path / "plots" / name)], cwd=tmp_path, capture_output=True,
+                           str(tmp_path / "ckpt" / name)], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300)
     assert draw.returncode == 0, draw.stderr
     assert os.path.getsize(tmp_path / "plots" / name / "glimpses_epoch1.gif") > 1000
@@ -106,15 +106,15 @@ def test_two_data_parallel_processes_train_checkpoint_and_resume_exactly(tmp_pat
     assert then.returncode == 0, then.stderr
 
     def epochs(folder):  # the log's epoch lines less their timings
-        lines = (tmp_path / folder / "logs" / "ram_3_4x4_2.log").read_text().splitlines()
+        lines = (tmp_path / folder / "logs" / "ram_3_4x4_2/train.log").read_text().splitlines()
         assert all("processes 2 " in line for line in lines if line.startswith("#"))
         return [line.split(" seconds")[0] for line in lines if line.startswith("epoch")]
 
     assert len(epochs("whole")) == 2 and epochs("resumed") == epochs("whole")
     # One writer: rank 0's checkpoints, log and glimpses; the same weights either way.
-    name = "ram_3_4x4_2_ckpt.pdparams"
-    assert sorted(glob.glob("*", root_dir=tmp_path / "resumed" / "ckpt")) == [
-        "ram_3_4x4_2_ckpt.pdparams", "ram_3_4x4_2_model_best.pdparams"]
+    name = "ram_3_4x4_2/ckpt.pdparams"
+    assert sorted(glob.glob("*/*", root_dir=tmp_path / "resumed" / "ckpt")) == [
+        "ram_3_4x4_2/best.pdparams", "ram_3_4x4_2/ckpt.pdparams"]
     whole_state = paddle.load(str(tmp_path / "whole" / "ckpt" / name))
     resumed_state = paddle.load(str(tmp_path / "resumed" / "ckpt" / name))
     for key, value in whole_state["model"].items():
@@ -131,21 +131,21 @@ def test_image_folder_trains_tests_exports_and_infers(tmp_path):
     train = cli(tmp_path, *task, "--epochs", "1", "--test_freq", "1")
     assert train.returncode == 0, train.stderr
     name = "ram_3_6x6_2_shapes24"
-    log = (tmp_path / "logs" / f"{name}.log").read_text().splitlines()
+    log = (tmp_path / "ckpt" / f"{name}/train.log").read_text().splitlines()
     assert '"classes": ["bar", "dot"]' in log[0] and "test_err" in log[1]
-    with np.load(tmp_path / "plots" / name / "glimpses_epoch1.npz") as saved:
+    with np.load(tmp_path / "ckpt" / name / "glimpses_epoch1.npz") as saved:
         assert saved["images"].shape == (9, 3, 24, 24) and not saved["standardised"]
 
     test = cli(tmp_path, *task, "--is_train=False")
     assert test.returncode == 0, test.stderr
-    assert json.loads((tmp_path / "logs" / f"{name}_test.json").read_text())["total"] == 20
+    assert json.loads((tmp_path / "ckpt" / f"{name}/test.json").read_text())["total"] == 20
     # Class folders other than the model's are refused in one line.
     os.rename(os.path.join(data, "test", "dot"), os.path.join(data, "test", "spot"))
     other = cli(tmp_path, *task, "--is_train=False")
     assert other.returncode == 1 and other.stderr.strip().count("\n") == 0
     assert "holds the classes ['bar', 'spot'], but the model's are ['bar', 'dot']" in other.stderr
 
-    checkpoint = str(tmp_path / "ckpt" / f"{name}_model_best.pdparams")
+    checkpoint = str(tmp_path / "ckpt" / f"{name}/best.pdparams")
     export = subprocess.run([sys.executable, os.path.join(ROOT, "export_model.py"), "--checkpoint",
                              checkpoint, "--output", str(tmp_path / "exported")],
                             capture_output=True, text=True, timeout=300)
@@ -272,8 +272,8 @@ def test_two_nodes_on_the_loopback_address_train_checkpoint_once_and_resume(tmp_
                                   cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                  for rank in (0, 1)]
         assert [node.wait(timeout=300) for node in nodes] == [0, 0]
-    assert sorted(glob.glob("*.pdparams*", root_dir=tmp_path / "ckpt")) == [
-        "two_nodes_ckpt.pdparams", "two_nodes_model_best.pdparams"]
-    log = (tmp_path / "logs" / "two_nodes.log").read_text().splitlines()
+    assert sorted(glob.glob("*/*.pdparams*", root_dir=tmp_path / "ckpt")) == [
+        "two_nodes/best.pdparams", "two_nodes/ckpt.pdparams"]
+    log = (tmp_path / "ckpt" / "two_nodes/train.log").read_text().splitlines()
     assert [line.split()[:2] for line in log if line.startswith("epoch")] == [["epoch", "1"], ["epoch", "2"]]
     assert log[2].startswith("# resumed after epoch 1") and " processes 2 " in log[2]

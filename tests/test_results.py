@@ -16,18 +16,42 @@ import paddle
 import pytest
 
 from tests.helpers import ROOT
-from checkpoint import DIGEST, STATE_DIGEST, TEST_KEYS
+from checkpoint import DIGEST, OPTION_DEFAULTS, STATE_DIGEST, TEST_KEYS
+from config import FIELDS, NOT_RECIPE, get_config, run_name
 
 with open(os.path.join(ROOT, "results", "manifest.json")) as f:
     ROWS = json.load(f)
 KEYS = {"task", "image_size", "num_distractors", "num_glimpses", "model", "seed", "test_error",
-        "checkpoint", "command"}
+        "checkpoint", "command", "recipe"}
 HEADLINE = "results/mnist/ram_6_8x8_1-4d1b59/model.pdparams"  # 28x28, 6 glimpses: the README's
 # The headline 28x28 row, the glimpse table's 6-glimpse row and the converted PyTorch model,
 # a few seconds: the canvas rows take 20 to 30 s each, which the suite's 5 minutes cannot
 # spare; --all-results runs them (do, after any change to the retina or the canvases).
 QUICK = {HEADLINE, "results/mnist/ram_6_8x8_1/model.pdparams",
          "results/mnist/ram_6_8x8_1_converted/model.pdparams"}
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row["checkpoint"] for row in ROWS])
+def test_each_rows_recipe_trains_with_the_options_of_its_log(row):
+    """configs/<recipe>.toml, as main.py reads it, gives every option of what the row's run
+    trained (its log's first line; where and how it ran aside) the value it had then."""
+    if row["recipe"] is None:  # not trained by main.py
+        assert "PyTorch" in row["note"]
+        return
+    log = os.path.join(ROOT, os.path.dirname(row["checkpoint"]), "train.log")
+    with open(log) as f:
+        header = next(line for line in f if line.startswith("# started"))
+    logged = {**OPTION_DEFAULTS, **json.loads(header[header.index("{"):])}
+    recipe = vars(get_config(["--config", os.path.join(ROOT, row["recipe"]), "--use_gpu=False"]))
+    differing = {name: (logged[name], recipe[name]) for name in FIELDS
+                 if name not in NOT_RECIPE and logged.get(name) != recipe[name]}
+    assert not differing, differing
+
+
+def test_every_recipe_reads_and_names_its_run_after_itself():
+    for path in glob.glob(os.path.join(ROOT, "configs", "*.toml")):
+        config = get_config(["--config", path, "--use_gpu=False"])
+        assert run_name(config) == os.path.basename(path)[:-len(".toml")]
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row["checkpoint"] for row in ROWS])

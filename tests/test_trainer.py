@@ -34,7 +34,7 @@ def test_paths_clipping_and_an_lstm_core_train(tmp_path):
     for name, p in trainer.model.named_parameters():
         assert np.abs(p.numpy() - before[name]).max() < 2 * config.init_lr
     main(config)
-    line = open(os.path.join(config.logs_dir, "ram_3_4x4_2_lstm.log")).read().splitlines()[1]
+    line = open(os.path.join(config.logs_dir, "ram_3_4x4_2_lstm/train.log")).read().splitlines()[1]
     assert 0 <= float(line.split(" train_acc ")[1].split()[0]) <= 100
 
 
@@ -100,9 +100,9 @@ def epoch_rows(log_path):
 
 def test_checkpoint_round_trip(tmp_path):
     trainer = run(tiny_config(tmp_path, "--epochs", "1"))
-    files = sorted(glob.glob("*", root_dir=tmp_path / "ckpt"))  # not the lock
-    assert files == ["ram_3_4x4_2_ckpt.pdparams", "ram_3_4x4_2_model_best.pdparams"]
-    state = paddle.load(str(tmp_path / "ckpt" / files[0]))
+    files = sorted(glob.glob("*/*", root_dir=tmp_path / "ckpt"))  # not the lock
+    assert files == ["ram_3_4x4_2/best.pdparams", "ram_3_4x4_2/ckpt.pdparams"]
+    state = paddle.load(str(tmp_path / "ckpt" / files[1]))
     assert state["epoch"] == 1 and state["counter"] == 0 and state["config"]["hidden_size"] == 32
     assert state["best_valid_acc"] == trainer.best_valid_acc > 0
     restored = parameters(trainer)
@@ -120,25 +120,25 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     assert resumed.start_epoch == 4
     for name in straight:
         np.testing.assert_array_equal(resumed.model.state_dict()[name].numpy(), straight[name], name)
-    with open(tmp_path / "a" / "logs" / "ram_3_4x4_2.log") as a, \
-            open(tmp_path / "b" / "logs" / "ram_3_4x4_2.log") as b:
+    with open(tmp_path / "a" / "logs" / "ram_3_4x4_2/train.log") as a, \
+            open(tmp_path / "b" / "logs" / "ram_3_4x4_2/train.log") as b:
         def figures(f):
             return [line.split(" seconds")[0] for line in f if line.startswith("epoch")]
         assert figures(a) == figures(b)
     # Resuming keeps the glimpses of the epochs before.
-    assert sorted(os.listdir(tmp_path / "b" / "plots" / "ram_3_4x4_2")) == [
+    assert sorted(glob.glob("glimpses*", root_dir=tmp_path / "b" / "plots" / "ram_3_4x4_2")) == [
         f"glimpses_epoch{epoch}.npz" for epoch in range(1, 5)]
     # One VisualDL record for the whole run, which the resumed part appended to.
-    records = tmp_path / "b" / "logs" / "vdl" / "ram_3_4x4_2"
-    assert os.listdir(records) == ["vdlrecords.run.log"]
+    records = tmp_path / "b" / "logs" / "ram_3_4x4_2"
+    assert glob.glob("vdlrecords*", root_dir=records) == ["vdlrecords.run.log"]
     assert (os.path.getsize(records / "vdlrecords.run.log")
-            > os.path.getsize(tmp_path / "a" / "logs" / "vdl" / "ram_3_4x4_2" / "vdlrecords.run.log") // 2)
+            > os.path.getsize(tmp_path / "a" / "logs" / "ram_3_4x4_2" / "vdlrecords.run.log") // 2)
 
 
 def test_cosine_schedule_anneals_over_the_epochs_and_resumes_exactly(tmp_path, monkeypatch):
     cosine = ["--epochs", "4", "--lr_schedule", "cosine", "--init_lr", "1e-3"]
     straight = parameters(run(tiny_config(tmp_path / "a", *cosine)))
-    lrs = [float(row["lr"]) for row in epoch_rows(tmp_path / "a" / "logs" / "ram_3_4x4_2.log")]
+    lrs = [float(row["lr"]) for row in epoch_rows(tmp_path / "a" / "logs" / "ram_3_4x4_2/train.log")]
     assert lrs == pytest.approx([0.5e-3 * (1 + math.cos(math.pi * e / 4)) for e in range(4)],
                                 rel=1e-3)
     save_checkpoint = Trainer.save_checkpoint
@@ -157,7 +157,7 @@ def test_cosine_schedule_anneals_over_the_epochs_and_resumes_exactly(tmp_path, m
     for name in straight:
         np.testing.assert_array_equal(resumed.model.state_dict()[name].numpy(), straight[name], name)
     # Either change would silently bend the schedule of the run being resumed.
-    with pytest.raises(CheckpointError, match="same --epochs"):
+    with pytest.raises(CheckpointError, match="--epochs 4 .checkpoint. vs 6"):
         Trainer(tiny_config(tmp_path / "b", *cosine, "--epochs", "6")).restore(best=False)
     with pytest.raises(CheckpointError, match="--lr_schedule cosine"):
         Trainer(tiny_config(tmp_path / "b", "--epochs", "4")).restore(best=False)
@@ -179,7 +179,7 @@ def test_the_log_names_the_largest_batch_loss_and_its_term(tmp_path, monkeypatch
 
     monkeypatch.setattr(trainer_module, "ram_loss", mse_spike_in_third_batch)
     run(tiny_config(tmp_path, "--epochs", "1"))
-    [row] = epoch_rows(tmp_path / "logs" / "ram_3_4x4_2.log")
+    [row] = epoch_rows(tmp_path / "logs" / "ram_3_4x4_2/train.log")
     assert len(calls) > 3 and float(row["max_batch_loss"]) == pytest.approx(calls[2] + 500, abs=1e-3)
     assert row["max_batch_term"] == "mse"
     assert float(row["train_loss"]) < float(row["max_batch_loss"]) / 2
@@ -190,7 +190,7 @@ def test_testing_during_training_logs_test_err_and_changes_nothing_else(tmp_path
     tested = run(tiny_config(tmp_path / "b", "--epochs", "3", "--test_freq", "2"))
     for name in plain:
         np.testing.assert_array_equal(tested.model.state_dict()[name].numpy(), plain[name], name)
-    with open(tmp_path / "b" / "logs" / "ram_3_4x4_2.log") as f:
+    with open(tmp_path / "b" / "logs" / "ram_3_4x4_2/train.log") as f:
         lines = [line for line in f if line.startswith("epoch")]
     assert ["test_err" in line for line in lines] == [False, True, False]
     assert 0 <= float(lines[1].split("test_err")[1].split()[0]) <= 100
@@ -199,7 +199,7 @@ def test_testing_during_training_logs_test_err_and_changes_nothing_else(tmp_path
 def test_selected_test_err_is_that_of_the_best_validation_epoch_so_far(tmp_path):
     config = tiny_config(tmp_path, "--epochs", "4", "--test_freq", "1", "--train_subset", "512")
     run(config)
-    rows = epoch_rows(tmp_path / "logs" / "ram_3_4x4_2.log")
+    rows = epoch_rows(tmp_path / "logs" / "ram_3_4x4_2/train.log")
     best_acc, best_epoch = -1.0, None
     for row in rows:
         if float(row["valid_acc"]) > best_acc:
@@ -209,7 +209,7 @@ def test_selected_test_err_is_that_of_the_best_validation_epoch_so_far(tmp_path)
         assert row["selected_test_err"] == rows[int(best_epoch) - 1]["test_err"]
     # And it is what evaluating the best checkpoint afterwards prints.
     main(tiny_config(tmp_path, "--is_train=False"))
-    with open(tmp_path / "logs" / "ram_3_4x4_2_test.json") as f:
+    with open(tmp_path / "logs" / "ram_3_4x4_2/test.json") as f:
         assert f"{json.load(f)['test_error']:.2f}" == rows[-1]["selected_test_err"]
 
 
@@ -222,7 +222,7 @@ def test_selected_test_err_of_an_untested_best_checkpoint_is_what_main_prints(tm
     config = tiny_config(tmp_path, "--epochs", "2", "--train_subset", "512")
     trainer = run(config)  # trained without --test_freq: no checkpoint was tested
     main(tiny_config(tmp_path, "--is_train=False"))
-    with open(tmp_path / "logs" / "ram_3_4x4_2_test.json") as f:
+    with open(tmp_path / "logs" / "ram_3_4x4_2/test.json") as f:
         expected = json.load(f)
     rng_state = paddle.get_rng_state()
     line = trainer.test_line(get_test_loader(MNIST_DIR, 32), 2, False, Scalars())
@@ -233,15 +233,24 @@ def test_selected_test_err_of_an_untested_best_checkpoint_is_what_main_prints(tm
     np.testing.assert_array_equal(after, paddle.rand([8]).numpy())  # it left the RNG as it was
 
 
-def test_a_fresh_run_removes_an_earlier_runs_glimpses_and_their_gifs(tmp_path):
+def test_a_fresh_run_never_touches_an_earlier_runs_files_finished_or_not(tmp_path, capsys):
+    """Issue 54: a fresh run where a run of its name has files is refused in one line that
+    names the run, its last epoch, how to resume it and how to start afresh on purpose."""
     run(tiny_config(tmp_path, "--epochs", "3"))
-    folder = tmp_path / "plots" / "ram_3_4x4_2"
-    (folder / "glimpses_epoch3.gif").write_bytes(b"GIF89a")
-    (folder / "notes.txt").write_text("mine")
-    for path in glob.glob(str(tmp_path / "ckpt" / "*.pdparams")):  # a finished run is kept
-        os.remove(path)
-    run(tiny_config(tmp_path, "--epochs", "1"))
-    assert sorted(os.listdir(folder)) == ["glimpses_epoch1.npz", "notes.txt"]
+    (tmp_path / "plots" / "ram_3_4x4_2" / "glimpses_epoch3.gif").write_bytes(b"GIF89a")
+
+    def files():
+        return {str(path): path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+
+    before = files()
+    for epochs in ("1", "5"):  # another --epochs is not another run's name
+        with pytest.raises(SystemExit) as exit_info:
+            main(tiny_config(tmp_path, "--epochs", epochs))
+        assert exit_info.value.code == 1
+        message = capsys.readouterr().err
+        assert message.count("\n") == 1 and "holds a run of ram_3_4x4_2 (after epoch 3)" in message
+        assert "--resume=True --best=False" in message and "delete" in message
+        assert files() == before
 
 
 def test_a_fresh_run_never_replaces_a_finished_one_and_two_recipes_keep_their_files(tmp_path):
@@ -257,7 +266,7 @@ def test_a_fresh_run_never_replaces_a_finished_one_and_two_recipes_keep_their_fi
         names.append(run_name(config))
     assert names[0] != names[1]
     for name in names:
-        for path in (f"ckpt/{name}_ckpt.pdparams", f"logs/{name}.log", f"logs/{name}_test.json"):
+        for path in (f"ckpt/{name}/ckpt.pdparams", f"logs/{name}/train.log", f"logs/{name}/test.json"):
             assert (tmp_path / path).exists(), path
     with pytest.raises(SystemExit) as exit_info:
         main(get_config(common))
@@ -275,7 +284,7 @@ def test_checkpoint_with_other_model_options_is_refused(tmp_path):
 
 def test_damaged_checkpoint_is_refused(tmp_path):
     run(tiny_config(tmp_path, "--epochs", "1"))
-    path = tmp_path / "ckpt" / "ram_3_4x4_2_model_best.pdparams"
+    path = tmp_path / "ckpt" / "ram_3_4x4_2/best.pdparams"
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match="not a RAM-Paddle checkpoint, or damaged"):
         Trainer(tiny_config(tmp_path)).restore(best=True)
@@ -285,7 +294,7 @@ def test_a_weights_only_checkpoint_holds_float16_weights_and_tests_as_its_source
     """What docs/results.md publishes a row with: a sixth of the size, the source's weights
     rounded to float16, loaded back as float32, and (here) the same figure."""
     run(tiny_config(tmp_path, "--epochs", "1"))
-    source = tmp_path / "ckpt" / "ram_3_4x4_2_model_best.pdparams"
+    source = tmp_path / "ckpt" / "ram_3_4x4_2/best.pdparams"
     published = tmp_path / "published" / "model.pdparams"
     published.parent.mkdir()
     atomic_save(weights_only(paddle.load(str(source))), str(published))
@@ -311,7 +320,7 @@ def test_a_weights_only_checkpoint_holds_float16_weights_and_tests_as_its_source
 
 def test_a_published_checkpoint_with_a_changed_float16_weight_is_refused(tmp_path):
     run(tiny_config(tmp_path, "--epochs", "1"))
-    state = weights_only(paddle.load(str(tmp_path / "ckpt" / "ram_3_4x4_2_model_best.pdparams")))
+    state = weights_only(paddle.load(str(tmp_path / "ckpt" / "ram_3_4x4_2/best.pdparams")))
     name = sorted(state["model"])[0]
     state["model"][name] = state["model"][name] + 1  # still float16, digest now wrong
     atomic_save(state, str(tmp_path / "published.pdparams"))
@@ -328,7 +337,7 @@ def test_patience_stops_a_plateau_run_but_never_cuts_a_cosine_schedule(tmp_path,
     config = tiny_config(tmp_path, "--lr_schedule", schedule, "--epochs", "4", "--train_patience", "0",
                          "--train_subset", "64", "--valid_size", "0.5")
     main(config)
-    log = open(os.path.join(config.logs_dir, "ram_3_4x4_2.log")).read()
+    log = open(os.path.join(config.logs_dir, "ram_3_4x4_2/train.log")).read()
     assert log.count("\nepoch ") == epochs
 
 
@@ -337,7 +346,7 @@ def test_resuming_in_another_number_of_processes_says_so(tmp_path, capsys):
     import checkpoint
 
     main(tiny_config(tmp_path, "--epochs", "1"))
-    path = str(tmp_path / "ckpt" / "ram_3_4x4_2_ckpt.pdparams")
+    path = str(tmp_path / "ckpt" / "ram_3_4x4_2/ckpt.pdparams")
     state = checkpoint.read(path, checkpoint.TRAIN_KEYS)
     checkpoint.save({**state, "processes": 2}, path)
     capsys.readouterr()
