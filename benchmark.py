@@ -6,6 +6,7 @@
     python benchmark.py --operators 100x100  # Paddle's profile of 20 steps of a task, by operator
     python benchmark.py --json           # one JSON line instead of the table
     python benchmark.py --inference      # the exported model (Paddle Inference) against dygraph
+    python benchmark.py --catch          # the game's training frames a second
 
 It also times the paper's canvas tasks (cluttered 60x60 with 3 scales, 100x100 with 4,
 12x12 patches, 8 glimpses, std 0.1): a training step and evaluation with M=10 on
@@ -46,6 +47,7 @@ ENVIRONMENT_BEFORE_PADDLE = dict(os.environ)
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
+from catch import FRAMES, TrainingGames  # noqa: E402
 from config import get_config  # noqa: E402
 from data_loader import DataError, load_mnist, make_canvases, read_digits  # noqa: E402
 from model import ModelConfig, build_model, evaluate, ram_loss  # noqa: E402
@@ -222,6 +224,29 @@ def canvas_task(name, side, distractors, scales, args, digits):
     return result, rates
 
 
+def catch_speed(args):
+    """Training frames a second of the game as main.py runs configs/catch.toml (one frame: one
+    glimpse and one game action of one game), at 64 games a batch (each played once) and at
+    the recipe's batch."""
+    rates = {}
+    for label, extra in [("64 games a batch", ["--batch_size", "64", "--train_paths", "1"]),
+                         ("the recipe's batch", [])]:
+        config = get_config(["--config", os.path.join(HERE, "configs", "catch.toml"), *extra])
+        with paddle.utils.unique_name.guard():
+            trainer = Trainer(config)
+        games = iter(TrainingGames(config.batch_size, 10**12, 1, config.train_paths))
+        frames = config.batch_size * config.train_paths * FRAMES
+
+        def train():
+            for _ in range(args.train_steps):
+                trainer.train_step(*next(games))
+
+        times = time_runs(train, args.repeats)
+        name = f"train catch, {label}: {config.batch_size * config.train_paths} games (frames/s)"
+        rates[name] = spread([args.train_steps * frames / t for t in times])
+    return rates
+
+
 def inference_speed(args, threads):
     """Images/s of test-time prediction (M=10) on 28x28 and 60x60: dygraph evaluation,
     and the exported graph through Paddle Inference with oneDNN off and on."""
@@ -282,6 +307,8 @@ def main(argv=None):
     parser.add_argument("--inference", action="store_true",
                         help="time test-time prediction instead: dygraph against the exported "
                              "model in Paddle Inference")
+    parser.add_argument("--catch", action="store_true",
+                        help="the game's training frames a second (configs/catch.toml)")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs of each measurement")
     parser.add_argument("--train_steps", type=int, default=15, help="training steps per run")
     parser.add_argument("--eval_batches", type=int, default=3, help="evaluation batches per run")
@@ -313,6 +340,15 @@ def main(argv=None):
         print(f"Paddle's profiler over 20 training steps of {args.operators}, {threads} "
               f"thread(s), by operator:")
         operator_profile(trainer, batches, 20)
+        return
+    if args.catch:
+        rates = catch_speed(args)
+        if args.json:
+            print(json.dumps({name: round(rate["median"]) for name, rate in rates.items()}))
+        else:
+            print(f"paddle {paddle.__version__}, {threads} threads; {args.train_steps} training "
+                  f"steps a run, {args.repeats} runs after a warm-up\n")
+            print_rows(list(rates.items()))
         return
     if args.inference:
         result, rates = inference_speed(args, threads)

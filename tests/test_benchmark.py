@@ -83,3 +83,10 @@ def test_inference():
             assert rates["ratios_to_dygraph"][way] == pytest.approx(rates[way] / rates["dygraph"],
                                                                    rel=0.01, abs=0.007)
     assert result["setup"]["M"] == 10 and result["setup"]["repeats"] == 2
+
+
+def test_the_games_training_frames_a_second_at_64_games_and_the_recipes_batch():
+    result = run_benchmark("--catch")
+    assert [name.split(":")[0] for name in result] == [
+        "train catch, 64 games a batch", "train catch, the recipe's batch"]
+    assert all(frames > 0 for frames in result.values())
