@@ -58,12 +58,12 @@ class NonFiniteError(Exception):
 class BatchLoss(NamedTuple):
     """One batch's loss and its terms, as they add up: loss = nll + mse + reinforce."""
     loss: float
-    nll: float        # the classifier's
+    nll: float        # the classifier's (the game's: its entropy term)
     mse: float        # the baseline's
     reinforce: float  # 0.01 x REINFORCE's
 
-    def largest_term(self):
-        return ("nll", "mse", "reinforce")[int(np.argmax(np.abs(self[1:])))]
+    def largest_term(self, game=False):
+        return ("entropy" if game else "nll", "mse", "reinforce")[int(np.argmax(np.abs(self[1:])))]
 
 
 def largest_over_processes(batch):
@@ -363,7 +363,7 @@ class Trainer:
         # hides, and whether the classifier, the baseline or REINFORCE made it.
         line = (f"epoch {epoch + 1} lr {figures.lr:.3e} train_loss {figures.train_loss:.4f} "
                 f"max_batch_loss {figures.largest.loss:.4f} max_batch_term "
-                f"{figures.largest.largest_term()} train_acc {figures.train_acc:.2f} valid_loss "
+                f"{figures.largest.largest_term(self.game)} train_acc {figures.train_acc:.2f} valid_loss "
                 f"{figures.valid_loss:.4f} valid_acc {figures.valid_acc:.2f} valid_err "
                 f"{100 - figures.valid_acc:.2f} seconds {figures.seconds:.1f} samples_per_s "
                 f"{figures.samples_per_s:.0f}")
@@ -473,7 +473,8 @@ class Trainer:
                 total_loss += loss.total.detach() * size
                 if float(loss.total) > largest.loss:  # already synchronised by check_finite
                     largest = BatchLoss(float(loss.total), float(loss.action),
-                                        float(loss.baseline), 0.01 * float(loss.reinforce))
+                                        float(loss.baseline),
+                                        (1 if self.game else 0.01) * float(loss.reinforce))
                 total_correct += loss.reward.sum()
                 seen += size
                 bar.update(size * per_batch * paddle.distributed.get_world_size())
