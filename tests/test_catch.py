@@ -103,3 +103,32 @@ def test_it_is_a_registered_gymnasium_environment():
     assert isinstance(games, catch.CatchVectorEnv)
     screens, _ = games.reset(seed=0)
     assert screens.shape == (4, 1, SIZE, SIZE) and screens in games.observation_space
+
+
+def play_all(policy, count=2000):
+    """The catch rate of policy(games, screens) -> actions over count games."""
+    games = CatchVectorEnv(count)
+    screens, _ = games.reset(seed=0)
+    for _ in range(FRAMES):
+        screens, rewards, *_ = games.step(policy(games, screens))
+    return rewards.mean()
+
+
+def test_a_paddle_that_knows_where_the_ball_lands_catches_every_ball_and_a_chaser_about_half():
+    """The game is winnable by foresight, and following the ball alone is not enough."""
+    def towards(games, column):
+        return np.where(column < games.paddle, LEFT, np.where(column > games.paddle + 1, RIGHT, STAY))
+
+    def landing(games, screens):
+        x, speed = games.x.copy(), games.speed.copy()
+        for _ in range(SIZE - 1 - games.row[0]):
+            x = x + speed
+            speed = np.where((x < 0) | (x > SIZE - 1), -speed, speed)
+            x = np.where(x < 0, -x, np.where(x > SIZE - 1, 2 * (SIZE - 1) - x, x))
+        return towards(games, np.rint(x))
+
+    def chaser(games, screens):
+        return towards(games, screens[:, 0, :-1].reshape(len(screens), -1).argmax(1) % SIZE)
+
+    assert play_all(landing) == 1.0
+    assert 0.4 < play_all(chaser) < 0.6
