@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import paddle
@@ -277,3 +278,41 @@ def test_two_nodes_on_the_loopback_address_train_checkpoint_once_and_resume(tmp_
     log = (tmp_path / "ckpt" / "two_nodes/train.log").read_text().splitlines()
     assert [line.split()[:2] for line in log if line.startswith("epoch")] == [["epoch", "1"], ["epoch", "2"]]
     assert log[2].startswith("# resumed after epoch 1") and " processes 2 " in log[2]
+
+
+def test_the_readmes_visualdl_command_serves_its_page_in_any_browser_language(tmp_path):
+    """Issue 54, point 2: VisualDL 2.5.3 with today's Flask-Babel answered 500 to a browser
+    whose language is neither English nor Chinese, and to curl; the README's command pins
+    the language. Started on the loopback address, fetched with and without a header."""
+    import socket
+    import urllib.request
+
+    with open(os.path.join(ROOT, "README.md")) as f:
+        command = next(line.split() for line in f if line.strip().startswith("visualdl "))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    command[command.index("--port") + 1] = port
+    (tmp_path / "ckpt").mkdir()
+    server = subprocess.Popen(command + ["--host", "127.0.0.1"], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        codes = []
+        for language in (None, "fr-FR,fr;q=0.9", "en-US"):
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/app/index")
+            if language:
+                request.add_header("Accept-Language", language)
+            for _ in range(100):  # up to 20 s for the server to listen
+                try:
+                    with urllib.request.urlopen(request, timeout=5) as answer:
+                        codes.append(answer.status)
+                    break
+                except urllib.error.HTTPError as err:
+                    codes.append(err.code)
+                    break
+                except OSError:
+                    time.sleep(0.2)
+        assert codes == [200, 200, 200]
+    finally:
+        server.kill()
+        server.wait()
