@@ -23,6 +23,7 @@ import hashlib
 import io
 import os
 import pickle
+import shutil
 
 import numpy as np
 import paddle
@@ -357,6 +358,29 @@ class RunFolder:
         self.log = os.path.join(self.logs, self.LOG)
         self.result = os.path.join(self.logs, self.RESULT)
         self.folders = list(dict.fromkeys([self.path, self.logs, self.plots]))
+
+    def check_writable(self, num_weights):
+        """Refuse, CheckpointError, before training what would fail at the first checkpoint:
+        a folder that cannot be made or written to, or a disk without room for the
+        checkpoints of a model of num_weights weights."""
+        for folder in self.folders:
+            probe = os.path.join(folder, f".write_test{os.getpid()}")
+            try:
+                os.makedirs(folder, exist_ok=True)
+                with open(probe, "w") as f:
+                    f.write("ok")
+                os.remove(probe)
+            except OSError as err:
+                raise CheckpointError(f"cannot write to {folder} ({err.strerror}): fix it or "
+                                      f"choose another with --ckpt_dir, --logs_dir or "
+                                      f"--plot_dir") from None
+        # Weights and Adam's two moments, in float32, for the last checkpoint, the best one
+        # and the temporary copy of either while it is written.
+        needed = 3 * 3 * 4 * num_weights + 2**20
+        free = shutil.disk_usage(self.path).free
+        if free < needed:
+            raise CheckpointError(f"only {free / 2**20:.1f} MiB free for {self.path}; the "
+                                  f"checkpoints need about {needed / 2**20:.1f} MiB")
 
     def glimpses(self, epoch):
         return os.path.join(self.plots, f"glimpses_epoch{epoch}.npz")

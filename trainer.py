@@ -5,7 +5,6 @@ import io
 import json
 import math
 import os
-import shutil
 import signal
 import time
 from typing import NamedTuple
@@ -21,7 +20,7 @@ from catch import FRAMES, SCREEN_SCALE
 from config import run_name, sections
 from model import (ModelConfig, build_model, evaluate, evaluate_games, fovea_on_ball, game_loss,
                    play, ram_loss)
-from utils import append_line, atomic_write, atomic_write_text, sum_over_processes
+from utils import StopSignals, append_line, atomic_write, atomic_write_text, sum_over_processes
 
 
 
@@ -87,31 +86,9 @@ def same_rng_everywhere():
         paddle.set_rng_state(state)
 
 
-def check_writable(folders, ckpt_dir, num_weights):
-    """Refuse before training what would fail at the first checkpoint: a folder that
-    cannot be made or written to, or a disk without room for the checkpoints."""
-    for folder in folders:
-        probe = os.path.join(folder, f".write_test{os.getpid()}")
-        try:
-            os.makedirs(folder, exist_ok=True)
-            with open(probe, "w") as f:
-                f.write("ok")
-            os.remove(probe)
-        except OSError as err:
-            raise RunError(f"cannot write to {folder} ({err.strerror}): fix it or choose "
-                           f"another with --ckpt_dir, --logs_dir or --plot_dir") from None
-    # Weights and Adam's two moments, in float32, for the last checkpoint, the best one
-    # and the temporary copy of either while it is written.
-    needed = 3 * 3 * 4 * num_weights + 2**20
-    free = shutil.disk_usage(ckpt_dir).free
-    if free < needed:
-        raise RunError(f"only {free / 2**20:.1f} MiB free for {ckpt_dir}; the "
-                       f"checkpoints need about {needed / 2**20:.1f} MiB")
-
-
 class RunFiles:
     """A training run's files while it trains (rank 0's), as a context manager: on entering,
-    refuse folders that cannot take them (check_writable), claim the run's folder
+    refuse folders that cannot take them (RunFolder.check_writable), claim the run's folder
     (checkpoint.RunFolder.claim: a fresh run never replaces another's files), then start the
     log with the run's options and versions. Holds the VisualDL writer of its records."""
 
@@ -122,8 +99,8 @@ class RunFiles:
 
     def __enter__(self):
         config, folder = self.config, self.folder
-        check_writable(folder.folders, folder.path, self.num_weights)
         try:
+            folder.check_writable(self.num_weights)
             self.locks = folder.claim(config.resume)  # released however the run ends
         except CheckpointError as err:
             raise RunError(str(err)) from None
@@ -146,35 +123,6 @@ class RunFiles:
     def __exit__(self, *exc):
         self.writer.close()
         self.locks.close()
-
-
-class StopSignals:
-    """While entered, SIGINT and SIGTERM stop a run after its current step: the first
-    is recorded in `received` for the loop to see; a second one leaves at once
-    (checkpoints are written to a temporary file and renamed, so none on disk is ever
-    half-written)."""
-
-    def __init__(self):
-        self.received = None
-
-    def __enter__(self):
-        self.handlers = {sig: signal.signal(sig, self.on_signal)
-                         for sig in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def __exit__(self, *exc):
-        if self.received is None:  # after a signal this handler stays, for a second one
-            for sig, handler in self.handlers.items():
-                signal.signal(sig, handler)
-
-    def on_signal(self, signum, frame):
-        if self.received is not None:
-            os.write(2, f"[!] {signal.Signals(signum).name} again: stopped at once; every "
-                        f"checkpoint on disk is whole\n".encode())
-            raise SystemExit(128 + signum)  # unwinds: a write in progress removes its temporary file
-        self.received = signum
-        tqdm.write(f"[!] {signal.Signals(signum).name}: stopping after this step "
-                   f"(send it again to stop at once)")
 
 
 class NoFiles:

@@ -149,6 +149,43 @@ def lock_folder(folder):
     return lock
 
 
+class StopSignals:
+    """While entered, SIGINT and SIGTERM stop a run after its current step: the first
+    is recorded in `received` for the loop to see; a second one leaves at once
+    (checkpoints are written to a temporary file and renamed, so none on disk is ever
+    half-written)."""
+
+    def __init__(self):
+        self.received = None
+
+    def __enter__(self):
+        import signal
+
+        self.handlers = {sig: signal.signal(sig, self.on_signal)
+                         for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.received is None:  # after a signal this handler stays, for a second one
+            for sig, handler in self.handlers.items():
+                signal.signal(sig, handler)
+
+    def on_signal(self, signum, frame):
+        import signal
+
+        if self.received is not None:
+            os.write(2, f"[!] {signal.Signals(signum).name} again: stopped at once; every "
+                        f"checkpoint on disk is whole\n".encode())
+            raise SystemExit(128 + signum)  # unwinds: a write in progress removes its temporary file
+        self.received = signum
+        from tqdm import tqdm  # the line above a progress bar, not through it
+
+        tqdm.write(f"[!] {signal.Signals(signum).name}: stopping after this step "
+                   f"(send it again to stop at once)")
+
+
 class PipeSafeStream:
     """A text stream whose reader may go away (`python main.py | head -1`): once it
     has, what is written is dropped, instead of a BrokenPipeError ending the run."""

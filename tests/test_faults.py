@@ -237,8 +237,10 @@ def test_an_unwritable_folder_is_refused_before_training(tmp_path):
 
 
 def test_a_full_disk_is_refused_before_training(tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer_module.shutil, "disk_usage",
-                        lambda path: trainer_module.shutil._ntuple_diskusage(10**9, 10**9, 4096))
+    import shutil
+
+    monkeypatch.setattr(shutil, "disk_usage",
+                        lambda path: shutil._ntuple_diskusage(10**9, 10**9, 4096))
     with paddle.utils.unique_name.guard():
         trainer, loaders = train_in_process(tiny_config(tmp_path, "--epochs", "1"))
         with pytest.raises(RunError, match=r"only 0.0 MiB free for .*ckpt/ram_3_4x4_2; the checkpoints need"):
