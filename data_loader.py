@@ -96,14 +96,22 @@ IMAGE_EXTENSIONS = paddle.vision.datasets.folder.IMG_EXTENSIONS
 def read_image(path, channels, size):
     """An image file (PNG, JPEG, ...) as uint8 (channels, size, size): converted to
     gray (channels 1) or RGB (3), and resized bilinearly if it is not size x size.
-    A 16-bit image is scaled to 8 bits (65535 to 255), not clipped; an image with
-    transparent pixels is refused, since they have no gray or colour to read."""
+    A 16-bit image is scaled to 8 bits (65535 to 255), not clipped, a float one from 0 to 1
+    (or 0 to 255) to 0 to 255, any other refused; an image with transparent pixels is
+    refused, since they have no gray or colour to read."""
     try:
         with Image.open(path) as image:
             if image.mode.startswith("I"):  # 16- or 32-bit integer gray
                 wide = np.asarray(image, np.float64) / (257 if image.mode.startswith("I;16")
                                                         else max(1, np.asarray(image).max() / 255))
                 image = Image.fromarray(np.clip(np.rint(wide), 0, 255).astype(np.uint8))
+            if image.mode == "F":  # 32-bit float gray: 0 to 1, or 0 to 255
+                values = np.asarray(image, np.float64)
+                if not (np.isfinite(values).all() and 0 <= values.min() and values.max() <= 255):
+                    raise DataError(f"{path}: a float image whose values are not within 0 to 1 "
+                                    f"or 0 to 255; save it as 8-bit")
+                scale = 255 if values.max() <= 1 else 1
+                image = Image.fromarray(np.rint(values * scale).astype(np.uint8))
             if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
                 alpha = np.asarray(image.convert("RGBA"))[..., 3]
                 if alpha.min() < 255:
@@ -191,6 +199,20 @@ def load_folder(data_dir, split, folder):
     # (a class counted ~40 times) and takes hidden folders for classes.
     samples = [(path, label) for label, name in enumerate(folder.classes)
                for path in image_files(os.path.join(root, name))]
+    # A link from one class folder into another (or out of the split) would give a file
+    # two labels, on both sides of the split: refused, not counted twice.
+    other = "test" if split == "train" else "train"
+    outside = {os.path.realpath(path) for name in class_folders(os.path.join(data_dir, other))
+               for path in image_files(os.path.join(data_dir, other, name))} \
+        if os.path.isdir(os.path.join(data_dir, other)) else set()
+    owner = {}
+    for path, label in samples:
+        real = os.path.realpath(path)
+        if owner.setdefault(real, label) != label or real in outside:
+            where = (f"{other}/ too" if real in outside
+                     else f"classes {folder.classes[owner[real]]} and {folder.classes[label]}")
+            raise DataError(f"{path}: the same file ({real}) is in {where}: a link between "
+                            f"class or split folders; give each image one place")
     if not samples:
         raise DataError(f"{root} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
     images = np.stack([read_image(path, folder.channels, folder.image_size) for path, _ in samples])

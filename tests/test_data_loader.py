@@ -199,3 +199,37 @@ def test_epoch_shards_are_equal_and_cover_the_epoch_order(num_samples, shards):
     interleaved = [index for step in zip(*parts) for index in step]
     assert interleaved[:num_samples] == order
     assert interleaved[num_samples:] == order[:len(interleaved) - num_samples]
+
+
+def test_a_float_image_is_read_as_its_values_mean(tmp_path):
+    """N12: a 32-bit float TIFF of values 0 to 1 was clipped to black."""
+    from PIL import Image
+
+    from data_loader import read_image
+
+    digit = np.zeros((8, 8), np.float32)
+    digit[2:6, 3:5] = 1.0
+    Image.fromarray(digit, mode="F").save(tmp_path / "one.tif")
+    Image.fromarray(digit * 255, mode="F").save(tmp_path / "two.tif")
+    Image.fromarray(digit * 300, mode="F").save(tmp_path / "bad.tif")
+    for name in ("one.tif", "two.tif"):
+        assert read_image(str(tmp_path / name), 1, 8)[0].tolist() == (digit * 255).astype(np.uint8).tolist()
+    with pytest.raises(DataError, match="not within 0 to 1 or 0 to 255"):
+        read_image(str(tmp_path / "bad.tif"), 1, 8)
+
+
+def test_a_link_between_class_or_split_folders_is_refused_not_counted_twice(tmp_path):
+    """N11: a link from one class folder into another gave its files two labels."""
+    from data_loader import Folder, load_folder
+    from tests.helpers import write_image_folder
+
+    root = write_image_folder(tmp_path / "shapes", per_class=(4, 2))
+    folder = Folder(["bar", "dot"], 3, 16)
+    assert len(load_folder(root, "train", folder)[1]) == 8
+    os.symlink(os.path.join(root, "train", "dot"), os.path.join(root, "train", "bar", "also"))
+    with pytest.raises(DataError, match="the same file .* is in classes bar and dot"):
+        load_folder(root, "train", folder)
+    os.remove(os.path.join(root, "train", "bar", "also"))
+    os.symlink(os.path.join(root, "test", "dot"), os.path.join(root, "train", "dot", "more"))
+    with pytest.raises(DataError, match="is in test/ too"):
+        load_folder(root, "train", folder)
