@@ -29,7 +29,7 @@ import numpy as np
 import paddle
 
 from model import MODEL_OPTIONS, RESUME, TEST, ModelConfig, build_model
-from utils import FolderLocked, atomic_save, lock_folder, remove_orphans
+from utils import FolderLocked, atomic_save, atomic_write_text, lock_folder, remove_orphans
 
 DIGITS = [str(digit) for digit in range(10)]
 # The task a model was trained on: testing or resuming it on another is refused. classes
@@ -446,3 +446,79 @@ def last_logged_epoch(log):
     except OSError:
         return 0
     return int(numbers[-1]) if numbers and numbers[-1].isdigit() else 0
+
+
+MANIFEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "manifest.json")
+
+
+def publish(run, destination, note):
+    """Turn a finished run's folder into a published row of results/: its best checkpoint as
+    float16 weights only (weights_only: its digests must vouch for it), its train.log, the
+    test result of the published file as its own command prints it (test.json), and its
+    manifest row (command, recipe, figure). Refuses, CheckpointError, a destination that
+    exists or lies outside results/. Returns the manifest row."""
+    import json
+    import shlex
+    import subprocess
+    import sys
+    import tempfile
+
+    results = os.path.dirname(MANIFEST)
+    if os.path.commonpath([os.path.realpath(destination), os.path.realpath(results)]) != \
+            os.path.realpath(results) or os.path.exists(destination):
+        raise CheckpointError(f"{destination}: a row is published into a new folder of results/")
+    best, log = os.path.join(run, "best.pdparams"), os.path.join(run, RunFolder.LOG)
+    state = read(best)
+    os.makedirs(destination)
+    path = os.path.join(destination, "model.pdparams")
+    atomic_save(weights_only(state), path)
+    with open(log, "rb") as source, open(os.path.join(destination, RunFolder.LOG), "wb") as copy:
+        copy.write(source.read())
+    checkpoint = os.path.relpath(path, os.path.dirname(results))
+    command = f"python main.py --is_train=False --checkpoint {checkpoint}"
+    with tempfile.TemporaryDirectory() as scratch:
+        main = os.path.join(os.path.dirname(os.path.abspath(__file__)), "main.py")
+        done = subprocess.run([sys.executable, main, *shlex.split(command)[2:], "--logs_dir",
+                               scratch], cwd=os.path.dirname(results), capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            raise CheckpointError(f"{checkpoint}: its command failed: {done.stderr.strip()[-300:]}")
+        [result] = [os.path.join(scratch, name) for name in os.listdir(scratch)]
+        with open(result) as f:
+            tested = json.load(f)
+    tested["checkpoint"] = checkpoint
+    atomic_write_text(json.dumps(tested, indent=2) + "\n", os.path.join(destination, "test.json"))
+    options = state["config"]
+    model = {"fc": f"fc{options['fc_hidden']}", "conv": "conv"}.get(options["model"], "ram")
+    model += ("_lstm" if options["core"] == "lstm" and model == "ram" else "") + \
+        ("_random" if options["random_glimpses"] else "")
+    row = {"task": options["dataset"], "image_size": options["image_size"],
+           "num_distractors": options["num_distractors"],
+           "num_glimpses": options["num_glimpses"] if model.startswith("ram") else None,
+           "model": model, "seed": options["random_seed"], "test_error": tested["test_error"],
+           "checkpoint": checkpoint, "command": command, "epochs": options["epochs"],
+           "best_epoch": state["epoch"], "recipe": options.get("config"), "note": note}
+    with open(MANIFEST) as f:
+        rows = json.load(f)
+    atomic_write_text("[\n" + ",\n".join("  " + json.dumps(r) for r in rows + [row]) + "\n]\n",
+                      MANIFEST)
+    return row
+
+
+if __name__ == "__main__":
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        description="Publish a finished run as a row of results/: python checkpoint.py "
+                    "ckpt/<run> results/<task>/<row> --note '...'")
+    parser.add_argument("run", help="the run's folder (main.py's <ckpt_dir>/<run name>)")
+    parser.add_argument("destination", help="a new folder of results/")
+    parser.add_argument("--note", required=True, help="the row's note: its recipe in words")
+    args = parser.parse_args()
+    try:
+        published = publish(args.run, args.destination, args.note)
+    except CheckpointError as err:
+        sys.exit(f"[!] {err}")
+    print(f"[*] {published['checkpoint']}: test error {published['test_error']}%; its command: "
+          f"{published['command']}")

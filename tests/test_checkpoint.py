@@ -193,3 +193,29 @@ def test_a_damaged_checkpoint_is_never_given_fresh_digests(tmp_path):
     paddle.save(state, best)
     with pytest.raises(checkpoint.CheckpointError, match="digests fail"):
         checkpoint.weights_only(checkpoint.read(best, checkpoint.TRAIN_KEYS))
+
+
+def test_publishing_a_run_makes_a_row_whose_command_prints_its_figure(tmp_path, monkeypatch):
+    """checkpoint.publish: the run's best weights as float16, its log, the published file's own
+    test result and its manifest row; a destination outside results/, or taken, is refused."""
+    import json
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "manifest.json").write_text("[\n]\n")
+    os.symlink(os.path.join(ROOT, "data"), tmp_path / "data")  # the command runs beside results/
+    monkeypatch.setattr(checkpoint, "MANIFEST", str(results / "manifest.json"))
+    config = get_config(tiny_args(tmp_path, "--epochs", "1", "--logs_dir", str(tmp_path / "ckpt")))
+    main(config)
+    run = str(tmp_path / "ckpt" / "ram_3_4x4_2")
+    with pytest.raises(checkpoint.CheckpointError, match="a new folder of results/"):
+        checkpoint.publish(run, str(tmp_path / "elsewhere"), "x")
+    row = checkpoint.publish(run, str(results / "mnist" / "tiny"), "a tiny run")
+    assert row["checkpoint"] == "results/mnist/tiny/model.pdparams" and row["note"] == "a tiny run"
+    assert json.loads((results / "manifest.json").read_text()) == [row]
+    tested = json.loads((results / "mnist" / "tiny" / "test.json").read_text())
+    assert tested["test_error"] == row["test_error"] and tested["total"] == 10000
+    weights = paddle.load(str(results / "mnist" / "tiny" / "model.pdparams"))["model"]
+    assert {str(value.dtype) for value in weights.values()} == {"paddle.float16"}
+    with pytest.raises(checkpoint.CheckpointError, match="a new folder of results/"):
+        checkpoint.publish(run, str(results / "mnist" / "tiny"), "again")
