@@ -52,7 +52,7 @@ from config import get_config  # noqa: E402
 from data_loader import DataError, load_mnist, make_canvases, read_digits  # noqa: E402
 from model import ModelConfig, build_model, evaluate, ram_loss  # noqa: E402
 from retina import Retina  # noqa: E402
-from trainer import Trainer  # noqa: E402
+from trainer import Trainer, check_finite  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # (name, image side, g, k, s): the default glimpse, and those of the translated and
@@ -163,7 +163,7 @@ def profile_step(trainer, batches, steps):
             trainer.optimizer.clear_grad()
             loss.backward()
             t3 = time.perf_counter()
-            trainer.check_finite(loss)
+            check_finite(trainer.model, loss)
             t4 = time.perf_counter()
             trainer.optimizer.step()
             t5 = time.perf_counter()

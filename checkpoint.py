@@ -21,15 +21,18 @@ import contextlib
 import dataclasses
 import hashlib
 import io
+import json
 import os
 import pickle
 import shutil
+import time
 
 import numpy as np
 import paddle
 
 from model import MODEL_OPTIONS, RESUME, TEST, ModelConfig, build_model
-from utils import FolderLocked, atomic_save, atomic_write_text, lock_folder, remove_orphans
+from utils import (FolderLocked, append_line, atomic_save, atomic_write_text, lock_folder,
+                   remove_orphans)
 
 DIGITS = [str(digit) for digit in range(10)]
 # The task a model was trained on: testing or resuming it on another is refused. classes
@@ -359,6 +362,34 @@ class RunFolder:
         self.result = os.path.join(self.logs, self.RESULT)
         self.folders = list(dict.fromkeys([self.path, self.logs, self.plots]))
 
+    @contextlib.contextmanager
+    def training(self, config, num_weights, start_epoch):
+        """The run's folder while it trains (rank 0's): refuse folders that cannot take its
+        files (check_writable), claim it (claim), start its log with the options and the
+        versions, and yield the VisualDL writer of its records, closed however the run ends.
+        Raises CheckpointError."""
+        self.check_writable(num_weights)
+        with self.claim(config.resume):  # released however the run ends, kill -9 too
+            event = f"resumed after epoch {start_epoch}" if config.resume else "started"
+            try:
+                append_line(self.log, f"# {event} {time.strftime('%Y-%m-%d %H:%M:%S')} paddle "
+                                      f"{paddle.__version__} on {paddle.device.get_device()} "
+                                      f"MKL_DEBUG_CPU_TYPE={os.environ.get('MKL_DEBUG_CPU_TYPE', '')} "
+                                      f"processes {paddle.distributed.get_world_size()} "
+                                      f"{json.dumps(vars(config))}")
+            except OSError as err:
+                raise CheckpointError(f"could not write {self.log} ({err.strerror})") from None
+            from visualdl import LogWriter  # training's alone: predicting never loads it
+
+            with contextlib.redirect_stdout(io.StringIO()):  # VisualDL announces the append
+                # One record file per run, which a resumed run appends to: VisualDL shows
+                # only the newest file of a folder.
+                writer = LogWriter(logdir=self.logs, file_name=self.RECORDS)
+            try:
+                yield writer
+            finally:
+                writer.close()
+
     def check_writable(self, num_weights):
         """Refuse, CheckpointError, before training what would fail at the first checkpoint:
         a folder that cannot be made or written to, or a disk without room for the
@@ -381,6 +412,16 @@ class RunFolder:
         if free < needed:
             raise CheckpointError(f"only {free / 2**20:.1f} MiB free for {self.path}; the "
                                   f"checkpoints need about {needed / 2**20:.1f} MiB")
+
+    def result_of(self, checkpoint=None):
+        """Where the test result of the run's checkpoint goes, or that of another checkpoint
+        (--checkpoint), whose result must not replace the run's: beside the runs, named
+        after its folder and file (<logs_dir or ckpt_dir>/<folder>_<file>_test.json)."""
+        if checkpoint is None:
+            return self.result
+        folder, file = os.path.split(os.path.abspath(checkpoint))
+        return os.path.join(os.path.dirname(self.logs),
+                            f"{os.path.basename(folder)}_{os.path.splitext(file)[0]}_test.json")
 
     def glimpses(self, epoch):
         return os.path.join(self.plots, f"glimpses_epoch{epoch}.npz")
@@ -506,7 +547,6 @@ def publish(run, destination, note):
 
 
 if __name__ == "__main__":
-    import argparse
     import sys
 
     parser = argparse.ArgumentParser(

@@ -1,7 +1,6 @@
-"""Training, validation and test of a model as main.py's options say, and the housekeeping
-of a training run's folders (RunFiles) and signals (StopSignals)."""
+"""Training, validation and test of a model, or of the game's agent, as main.py's options
+say: the epochs, their log lines, checkpoints and curves, and what stops them."""
 import contextlib
-import io
 import json
 import math
 import os
@@ -12,11 +11,10 @@ from typing import NamedTuple
 import numpy as np
 import paddle
 from tqdm import tqdm
-from visualdl import LogWriter
 
 import checkpoint
-from checkpoint import TEST_KEYS, TRAIN_KEYS, CheckpointError, RunFolder
 from catch import FRAMES, SCREEN_SCALE
+from checkpoint import TEST_KEYS, TRAIN_KEYS, RunFolder
 from config import run_name, sections
 from model import (ModelConfig, build_model, evaluate, evaluate_games, fovea_on_ball, game_loss,
                    play, ram_loss)
@@ -86,55 +84,9 @@ def same_rng_everywhere():
         paddle.set_rng_state(state)
 
 
-class RunFiles:
-    """A training run's files while it trains (rank 0's), as a context manager: on entering,
-    refuse folders that cannot take them (RunFolder.check_writable), claim the run's folder
-    (checkpoint.RunFolder.claim: a fresh run never replaces another's files), then start the
-    log with the run's options and versions. Holds the VisualDL writer of its records."""
-
-    def __init__(self, config, folder, num_weights, start_epoch):
-        self.config, self.folder = config, folder
-        self.num_weights, self.start_epoch = num_weights, start_epoch
-        self.locks = self.writer = None
-
-    def __enter__(self):
-        config, folder = self.config, self.folder
-        try:
-            folder.check_writable(self.num_weights)
-            self.locks = folder.claim(config.resume)  # released however the run ends
-        except CheckpointError as err:
-            raise RunError(str(err)) from None
-        event = f"resumed after epoch {self.start_epoch}" if config.resume else "started"
-        try:
-            append_line(folder.log, f"# {event} {time.strftime('%Y-%m-%d %H:%M:%S')} paddle "
-                                    f"{paddle.__version__} on {paddle.device.get_device()} "
-                                    f"MKL_DEBUG_CPU_TYPE={os.environ.get('MKL_DEBUG_CPU_TYPE', '')} "
-                                    f"processes {paddle.distributed.get_world_size()} "
-                                    f"{json.dumps(vars(config))}")
-        except OSError as err:
-            self.locks.close()
-            raise RunError(f"could not write {folder.log} ({err.strerror})") from None
-        with contextlib.redirect_stdout(io.StringIO()):  # VisualDL announces the append
-            # One record file per run, which a resumed run appends to: VisualDL shows
-            # only the newest file of a folder.
-            self.writer = LogWriter(logdir=folder.logs, file_name=folder.RECORDS)
-        return self
-
-    def __exit__(self, *exc):
-        self.writer.close()
-        self.locks.close()
-
-
-class NoFiles:
-    """What the other processes of a data-parallel run hold instead of RunFiles: no
-    folder, and a VisualDL writer that writes nowhere (rank 0 writes the records)."""
-
-    def __enter__(self):
-        self.writer = self
-        return self
-
-    def __exit__(self, *exc):
-        pass
+class NoWriter:
+    """The VisualDL writer of the other processes of a data-parallel run: it writes nowhere
+    (rank 0 writes the run's files)."""
 
     def add_scalar(self, tag, value, step):
         pass
@@ -157,6 +109,72 @@ def make_optimizer(config, parameters):
                                                     grad_clip=clip)
     # Multi-tensor Adam was no faster here (benchmarks/adam_multi_tensor.py).
     return scheduler, paddle.optimizer.Adam(scheduler, parameters=parameters, grad_clip=clip)
+
+
+def kept_checkpoints(epoch):
+    """What is on disk when epoch (0-based) fails."""
+    return (f"the checkpoints on disk are those of epoch {epoch}" if epoch
+            else "no epoch had finished, so no checkpoint was written")
+
+
+def check_finite(model, loss):
+    """Raise NonFiniteError if the loss or a gradient of model is NaN or infinite: one sum
+    of them all (inf - inf is NaN), for one synchronisation per step."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not math.isfinite(float(paddle.add_n([loss] + [g.sum() for g in grads]))):
+        what = "the loss" if not math.isfinite(float(loss)) else "a gradient"
+        raise NonFiniteError(f"{what} is not finite ({float(loss)} for the loss)")
+
+
+def interrupted(signum, epoch, step, steps, last):
+    """The RunError that ends a run stopped by signal signum in epoch (0-based) at step (None:
+    between epochs), last being the path of its last checkpoint."""
+    where = (f"in epoch {epoch + 1} (step {step} of {steps}), whose partial work is dropped"
+             if step is not None else f"before epoch {epoch + 1}")
+    if os.path.exists(last) and epoch > 0:
+        advice = (f"the last checkpoint is {last} (after epoch {epoch}); continue with "
+                  f"python main.py --resume=True --best=False and the same options")
+    else:
+        advice = "no epoch was finished, so there is no checkpoint to resume: start again"
+    return RunError(f"stopped by {signal.Signals(signum).name} {where}; {advice}",
+                    exit_code=128 + signum)
+
+
+def glimpse_saver(config, folder, epoch, game):
+    """A callback that stores, every --plot_freq epochs, the glimpses of the first validation
+    batch (up to 9 images, the same every epoch: their images, labels, predictions and
+    locations; of a game, its first 9 games' screens, locations, actions and rewards) with
+    the retina's options, in the run folder's glimpses_epoch<N>.npz; None on other epochs."""
+    if (epoch + 1) % config.plot_freq != 0 or config.model != "ram":
+        return None  # a baseline takes no glimpses
+    retina = dict(patch_size=config.patch_size, num_patches=config.num_patches,
+                  glimpse_scale=config.glimpse_scale)
+
+    def save_games(i, episode):
+        if i == 0:
+            write_npz(dict(frames=episode.seen[:9], locations=episode.locations[:9].numpy(),
+                           actions=episode.actions[:9].numpy(),
+                           rewards=episode.rewards[:9].numpy(), **retina))
+
+    def save(x, y, locations, predicted):
+        n = min(9, len(y))
+        write_npz(dict(images=x[:n].numpy(), labels=y[:n].numpy(),
+                       locations=locations[:n].numpy(), predicted=predicted[:n].numpy(),
+                       standardised=config.dataset == "mnist", **retina))
+
+    def write_npz(arrays):
+        def write(tmp):
+            with open(tmp, "wb") as f:  # a file, so that NumPy adds no .npz to the name
+                np.savez_compressed(f, **arrays)
+
+        path = folder.glimpses(epoch + 1)
+        try:
+            os.makedirs(folder.plots, exist_ok=True)
+            atomic_write(path, write)
+        except OSError as err:
+            raise RunError(f"could not write {path} ({err.strerror}) in epoch {epoch + 1}; "
+                           + kept_checkpoints(epoch)) from None
+    return save_games if game else save
 
 
 class Trainer:
@@ -246,7 +264,7 @@ class Trainer:
     def train(self, train_loader, valid_loader, test_loader=None):
         """Train from the start or a checkpoint to --epochs. With --test_freq, also test
         every so many epochs and log test_err, which never chooses the best model.
-        The output folders are this run's alone meanwhile (see RunFiles), and a signal
+        The run's folder is its alone meanwhile (RunFolder.training), and a signal
         stops it after the current step (see StopSignals)."""
         config = self.config
         self.data = getattr(getattr(train_loader, "dataset", None), "source_digest", None)
@@ -259,9 +277,9 @@ class Trainer:
         self.frames_per_epoch = (len(train_loader) * config.batch_size * config.train_paths * FRAMES
                                  if self.game else 0)
         samples = self.frames_per_epoch or len(train_loader.dataset)
-        files = (RunFiles(config, self.folder, num_weights, self.start_epoch) if self.main_process
-                 else NoFiles())
-        with files, self.signals:
+        files = (self.folder.training(config, num_weights, self.start_epoch) if self.main_process
+                 else contextlib.nullcontext(NoWriter()))
+        with files as writer, self.signals:
             validation = (f"{config.valid_games} games" if self.game
                           else f"{len(valid_loader.dataset)} (M={config.M})")
             self.say(f"[*] Run {self.name}: train on {samples:,} {'frames' if self.game else 'images'}"
@@ -274,7 +292,7 @@ class Trainer:
                          f"done; raise --epochs to train on")
             for epoch in range(self.start_epoch, config.epochs):
                 if self.signals.received:  # it came during the last validation or checkpoint
-                    raise self.interrupted(epoch, None, None)
+                    raise interrupted(self.signals.received, epoch, None, None, self.folder.last)
                 lr = self.optimizer.get_lr()
                 start = time.time()
                 train_loss, train_acc, largest = self.train_one_epoch(epoch, train_loader)
@@ -282,7 +300,8 @@ class Trainer:
                 with same_rng_everywhere():
                     valid_loss, valid_acc, _, _ = self.evaluate(
                         self.progress(valid_loader, "validating"),
-                        self.plot_saver(epoch) if self.main_process else None)
+                        glimpse_saver(config, self.folder, epoch, self.game) if self.main_process
+                        else None)
                 seconds = time.time() - start
                 if config.lr_schedule == "cosine":
                     self.scheduler.step()
@@ -291,11 +310,11 @@ class Trainer:
                 if not math.isfinite(valid_loss) or not weights_finite(self.model):
                     raise RunError(f"the weights diverged in epoch {epoch + 1} (validation loss "
                                    f"{valid_loss}); stopped without saving them: "
-                                   + self.kept_checkpoints(epoch) + "; try a lower --init_lr")
+                                   + kept_checkpoints(epoch) + "; try a lower --init_lr")
                 is_best = valid_acc > self.best_valid_acc
                 self.counter = 0 if is_best else self.counter + 1
                 self.best_valid_acc = max(self.best_valid_acc, valid_acc)
-                self.record(epoch, is_best, files, test_loader,
+                self.record(epoch, is_best, writer, test_loader,
                             EpochFigures(lr, train_loss, largest, train_acc, valid_loss, valid_acc,
                                          seconds, samples_per_s))
 
@@ -304,7 +323,7 @@ class Trainer:
                     self.say(f"[!] No improvement in {self.counter} epochs, stopping training.")
                     break
 
-    def record(self, epoch, is_best, files, test_loader, figures):
+    def record(self, epoch, is_best, writer, test_loader, figures):
         """The epoch's figures into its log line (with the test errors every --test_freq
         epochs), its checkpoints, a short line on the terminal and the VisualDL scalars."""
         # The largest batch loss and its largest term: a spike that one epoch's mean
@@ -316,7 +335,7 @@ class Trainer:
                 f"{100 - figures.valid_acc:.2f} seconds {figures.seconds:.1f} samples_per_s "
                 f"{figures.samples_per_s:.0f}")
         if test_loader is not None and (epoch + 1) % self.config.test_freq == 0:
-            line += self.test_line(test_loader, epoch, is_best, files.writer)
+            line += self.test_line(test_loader, epoch, is_best, writer)
         if self.main_process:
             self.end_epoch(self.folder.log, line, epoch, is_best)
             what = ("catch rate", "frames") if self.game else ("acc", "images")
@@ -328,7 +347,7 @@ class Trainer:
                            ("train/acc", figures.train_acc), ("valid/loss", figures.valid_loss),
                            ("valid/acc", figures.valid_acc), ("lr", figures.lr)]:
             # the game's curves against the frames played, the images' against the epochs
-            files.writer.add_scalar(tag, value, (epoch + 1) * self.frames_per_epoch or epoch + 1)
+            writer.add_scalar(tag, value, (epoch + 1) * self.frames_per_epoch or epoch + 1)
 
     def end_epoch(self, log_path, line, epoch, is_best):
         """Write epoch's log line (the full record), then its checkpoints. The log line goes
@@ -377,19 +396,6 @@ class Trainer:
         return (f" test_err {test_err:.2f} selected_test_err {self.selected_test[1]:.2f}"
                 f" selected_epoch {self.selected_test[0]}")
 
-    def interrupted(self, epoch, step, steps):
-        """The RunError that ends a run stopped by a signal in epoch (0-based) at step."""
-        name = signal.Signals(self.signals.received).name
-        where = (f"in epoch {epoch + 1} (step {step} of {steps}), whose partial work is dropped"
-                 if step is not None else f"before epoch {epoch + 1}")
-        path = self.ckpt_path(best=False)
-        if os.path.exists(path) and epoch > 0:
-            advice = (f"the last checkpoint is {path} (after epoch {epoch}); continue with "
-                      f"python main.py --resume=True --best=False and the same options")
-        else:
-            advice = "no epoch was finished, so there is no checkpoint to resume: start again"
-        return RunError(f"stopped by {name} {where}; {advice}", exit_code=128 + self.signals.received)
-
     def train_one_epoch(self, epoch, loader):
         """One pass over the training images (or an epoch's games). Returns mean loss,
         accuracy (%: of the game, the catch rate) and the BatchLoss of the largest batch loss."""
@@ -413,11 +419,12 @@ class Trainer:
                 except NonFiniteError as err:
                     raise RunError(f"{err} at epoch {epoch + 1}, step {i + 1} of {len(loader)}: "
                                    f"stopped before updating the weights; "
-                                   + self.kept_checkpoints(epoch)) from None
+                                   + kept_checkpoints(epoch)) from None
                 if self.config.lr_schedule == "linear":  # the paper's anneal, at every step
                     self.scheduler.step((epoch * len(loader) + i + 1) / len(loader))
                 if self.signals.received:
-                    raise self.interrupted(epoch, i + 1, len(loader))
+                    raise interrupted(self.signals.received, epoch, i + 1, len(loader),
+                                      self.folder.last)
                 total_loss += loss.total.detach() * size
                 if float(loss.total) > largest.loss:  # already synchronised by check_finite
                     largest = BatchLoss(float(loss.total), float(loss.action),
@@ -449,7 +456,7 @@ class Trainer:
             loss = ram_loss(log_probas, log_pi, baselines, labels, paths)
         self.optimizer.clear_grad()
         loss.total.backward()
-        self.check_finite(loss.total)
+        check_finite(self.model, loss.total)
         self.optimizer.step()
         return loss
 
@@ -461,55 +468,6 @@ class Trainer:
         if self.game:
             return evaluate_games(model, loader, on_first_batch, SCREEN_SCALE)
         return evaluate(model, loader, self.config.M, on_first_batch)
-
-    @staticmethod
-    def kept_checkpoints(epoch):
-        """What is on disk when epoch (0-based) fails."""
-        return (f"the checkpoints on disk are those of epoch {epoch}" if epoch
-                else "no epoch had finished, so no checkpoint was written")
-
-    def check_finite(self, loss):
-        # One sum of the loss and every gradient: a NaN or an infinity anywhere makes
-        # it non-finite (inf - inf is NaN), for one synchronisation per step.
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        if not math.isfinite(float(paddle.add_n([loss] + [g.sum() for g in grads]))):
-            what = "the loss" if not math.isfinite(float(loss)) else "a gradient"
-            raise NonFiniteError(f"{what} is not finite ({float(loss)} for the loss)")
-
-    def plot_saver(self, epoch):
-        """A callback that stores the images, glimpse locations, labels and predictions
-        of the first validation batch (up to 9 images, the same every epoch) and the
-        retina's options, every --plot_freq epochs; None on other epochs."""
-        if (epoch + 1) % self.config.plot_freq != 0 or self.config.model != "ram":
-            return None  # a baseline takes no glimpses
-        retina = dict(patch_size=self.config.patch_size, num_patches=self.config.num_patches,
-                      glimpse_scale=self.config.glimpse_scale)
-
-        def save_games(i, episode):  # the game's: the frames of its first 9 games
-            if i == 0:
-                write_npz(dict(frames=episode.seen[:9], locations=episode.locations[:9].numpy(),
-                               actions=episode.actions[:9].numpy(),
-                               rewards=episode.rewards[:9].numpy(), **retina))
-
-        def save(x, y, locations, predicted):
-            n = min(9, len(y))
-            write_npz(dict(images=x[:n].numpy(), labels=y[:n].numpy(),
-                           locations=locations[:n].numpy(), predicted=predicted[:n].numpy(),
-                           standardised=self.config.dataset == "mnist", **retina))
-
-        def write_npz(arrays):
-            def write(tmp):
-                with open(tmp, "wb") as f:  # a file, so that NumPy adds no .npz to the name
-                    np.savez_compressed(f, **arrays)
-
-            path = self.folder.glimpses(epoch + 1)
-            try:
-                os.makedirs(self.folder.plots, exist_ok=True)
-                atomic_write(path, write)
-            except OSError as err:
-                raise RunError(f"could not write {path} ({err.strerror}) in epoch {epoch + 1}; "
-                               + self.kept_checkpoints(epoch)) from None
-        return save_games if self.game else save
 
     def test(self, test_loader, state=None):
         """Evaluate --checkpoint (already read: state), or the best (or last) checkpoint
@@ -535,11 +493,7 @@ class Trainer:
                       "fovea_on_ball_by_row": [round(float(share), 4) for share in by_row]}
         else:
             print(f"[*] Test Acc: {correct}/{total} ({acc:.2f}% - {100 - acc:.2f}%)")
-        out = self.folder.result
-        if self.config.checkpoint:  # not the run's own: its result must not replace the run's
-            folder, file = os.path.split(os.path.abspath(self.config.checkpoint))
-            out = os.path.join(self.config.logs_dir or self.config.ckpt_dir,
-                               f"{os.path.basename(folder)}_{os.path.splitext(file)[0]}_test.json")
+        out = self.folder.result_of(self.config.checkpoint)
         try:
             os.makedirs(os.path.dirname(out), exist_ok=True)
             atomic_write_text(json.dumps(result, indent=2) + "\n", out)

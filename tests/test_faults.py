@@ -15,7 +15,7 @@ import trainer as trainer_module
 from config import sections
 from data_loader import get_train_valid_loaders
 from tests.helpers import ROOT, tiny_args, tiny_config
-from checkpoint import TRAIN_KEYS, load
+from checkpoint import TRAIN_KEYS, CheckpointError, load
 from model import ModelConfig, build_model
 from trainer import RunError, Trainer
 
@@ -243,7 +243,7 @@ def test_a_full_disk_is_refused_before_training(tmp_path, monkeypatch):
                         lambda path: shutil._ntuple_diskusage(10**9, 10**9, 4096))
     with paddle.utils.unique_name.guard():
         trainer, loaders = train_in_process(tiny_config(tmp_path, "--epochs", "1"))
-        with pytest.raises(RunError, match=r"only 0.0 MiB free for .*ckpt/ram_3_4x4_2; the checkpoints need"):
+        with pytest.raises(CheckpointError, match=r"only 0.0 MiB free for .*ckpt/ram_3_4x4_2; the checkpoints need"):
             trainer.train(*loaders)
 
 
