@@ -307,6 +307,9 @@ def main(argv=None):
     parser.add_argument("--log", default=None,
                         help="the training log of --figures' curves (default: the run's, "
                              "<plot_dir>/train.log)")
+    parser.add_argument("--result", default=None,
+                        help="a game's test result for --figures' tracking figure (default: "
+                             "the run's, <plot_dir>/test.json)")
     parser.add_argument("--data_dir", default="data/MNIST", help="MNIST, for bbox.png")
     parser.add_argument("--location", type=float, nargs=2, default=[0.1, -0.15],
                         metavar=("X", "Y"), help="the glimpse of bbox.png, in [-1, 1]^2")
@@ -327,7 +330,7 @@ def main(argv=None):
         what = "frames of games" if "frames" in saved else "glimpses) of images"
         print(f"[*] {out}: {frames} frames ({what.split(')')[0]}) of "
               f"{len(saved['locations'])} {what.split(' of ')[-1]}, epoch {saved['epoch']}")
-        result = os.path.join(args.plot_dir, "test.json")
+        result = args.result or os.path.join(args.plot_dir, "test.json")
         if args.figures and "frames" in saved and os.path.exists(result):
             path = tracking(result, os.path.join(args.out_dir, f"{name}_tracking.png"))
             print(f"[*] {path}")

@@ -110,3 +110,24 @@ def test_read_log_leaves_out_a_damaged_line_and_says_so(tmp_path, capsys):
     numbers, values = plot_glimpses.read_log(str(log))
     assert numbers == [1, 2] and values[1, 3] == 30.0
     assert "left out 1 damaged epoch lines" in capsys.readouterr().out
+
+
+def test_a_games_gif_has_a_frame_per_frame_and_its_tracking_figure_is_drawn(tmp_path):
+    """The game's glimpse file (main.py --dataset catch): a screen per frame, and with
+    --figures the share of frames whose fovea held the ball, by row, from its test result."""
+    import json
+
+    run = tmp_path / "catch_run"
+    run.mkdir()
+    frames = np.zeros((2, 23, 1, 24, 24), np.float32)
+    for t in range(23):
+        frames[:, t, 0, t, 5] = 1.0
+    np.savez(run / "glimpses_epoch3.npz", frames=frames, locations=np.zeros((2, 23, 2), np.float32),
+             actions=np.ones((2, 23), np.int64), rewards=np.array([1.0, 0.0], np.float32),
+             patch_size=6, num_patches=3, glimpse_scale=2)
+    (run / "test.json").write_text(json.dumps({"total": 100, "catch_rate": 50.0,
+                                               "fovea_on_ball_by_row": [0.5] * 23}))
+    plot_glimpses.main(["--plot_dir", str(run), "--out_dir", str(tmp_path / "out"), "--figures"])
+    with Image.open(tmp_path / "out" / "catch_run" / "glimpses_epoch3.gif") as gif:
+        assert gif.n_frames == 23
+    assert (tmp_path / "out" / "catch_run_tracking.png").stat().st_size > 1000
