@@ -17,6 +17,7 @@ table of the trials and the command that trains the best one.
 import argparse
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import warnings
@@ -75,6 +76,8 @@ def objective(args):
         command, folder = trial_run(args, number, params)
         if os.path.exists(os.path.join(folder, "ckpt.pdparams")):
             command += ["--resume=True", "--best=False"]
+        elif os.path.isdir(folder):  # this trial's own start, killed before its first epoch
+            shutil.rmtree(folder)  # ended: nothing to resume, and main.py keeps what is there
         trial.set_user_attr("run", folder)
         done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if done.returncode != 0:
