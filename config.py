@@ -217,27 +217,37 @@ def sections(options):
     return parts
 
 
-parser = OneLineParser(description="Recurrent Attention Model (Mnih et al., 2014) in PaddlePaddle.",
-                       epilog=EXAMPLES)
-_groups = {}
-for _section, _cls in SECTIONS.items():
-    for _field in dataclasses.fields(_cls):
-        if "help" not in _field.metadata:
-            continue
-        _title = _field.metadata["group"] or _section
-        _group = _groups.get(_title) or parser.add_argument_group(_title)
-        _groups[_title] = _group
-        _type = {bool: str2bool, "bool": str2bool}.get(_field.type, _field.type)
-        _type = {"int": int, "float": float, "str": str}.get(_type, _type)
-        if _field.metadata["choices"]:
-            _group.add_argument(f"--{_field.name}", choices=_field.metadata["choices"],
-                                default=_field.default, help=_field.metadata["help"])
-        elif _type is str2bool:  # `--resume` alone means True; `--resume=False` works too
-            _group.add_argument(f"--{_field.name}", type=str2bool, default=_field.default,
-                                nargs="?", const=True, metavar="BOOL", help=_field.metadata["help"])
-        else:
-            _group.add_argument(f"--{_field.name}", type=_type, default=_field.default,
-                                help=_field.metadata["help"])
+def field_type(field):
+    """The argparse type of a section's field: str2bool for a bool."""
+    kind = {"bool": bool, "int": int, "float": float, "str": str}.get(field.type, field.type)
+    return str2bool if kind is bool else kind
+
+
+def make_parser():
+    """main.py's parser: an option for each field of the sections, in a group of the help
+    each (the field's own group, else its section)."""
+    made = OneLineParser(description="Recurrent Attention Model (Mnih et al., 2014) in "
+                                     "PaddlePaddle.", epilog=EXAMPLES)
+    groups = {}
+    for section, fields in SECTIONS.items():
+        for field in dataclasses.fields(fields):
+            if "help" not in field.metadata:
+                continue
+            title = field.metadata["group"] or section
+            group = groups[title] = groups.get(title) or made.add_argument_group(title)
+            kind, text = field_type(field), field.metadata["help"]
+            if field.metadata["choices"]:
+                group.add_argument(f"--{field.name}", choices=field.metadata["choices"],
+                                   default=field.default, help=text)
+            elif kind is str2bool:  # `--resume` alone means True; `--resume=False` works too
+                group.add_argument(f"--{field.name}", type=str2bool, default=field.default,
+                                   nargs="?", const=True, metavar="BOOL", help=text)
+            else:
+                group.add_argument(f"--{field.name}", type=kind, default=field.default, help=text)
+    return made
+
+
+parser = make_parser()
 
 
 def bounds_problem(name, value):
