@@ -269,6 +269,15 @@ def bounds_problem(name, value):
     return None
 
 
+def is_of(value, kind):
+    """Whether a value read from a file (a recipe, a checkpoint) is an option's kind: a
+    bool only for bool, an int for float too, never a bool for a number."""
+    if kind is bool:
+        return isinstance(value, bool)
+    number = (int, float) if kind is float else kind
+    return isinstance(value, number) and not isinstance(value, bool)
+
+
 def read_recipe(path):
     """A recipe file's options: TOML with the sections [model], [data], [train], [run],
     each key an option of its section with a value of its type. Raises RecipeError."""
@@ -291,10 +300,7 @@ def read_recipe(path):
                 raise RecipeError(f"--config {path}: {name} is no option of [{section}]")
             kind = {"bool": bool, "int": int, "float": float, "str": str}.get(
                 known[name].type, known[name].type)
-            fits = (isinstance(value, bool) if kind is bool else
-                    isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float
-                    else isinstance(value, kind) and not isinstance(value, bool))
-            if not fits:
+            if not is_of(value, kind):
                 raise RecipeError(f"--config {path}: {section}.{name} is {value!r}, not a "
                                   f"{kind.__name__}")
             options[name] = float(value) if kind is float else value
@@ -430,10 +436,7 @@ def saved_options_problem(options):
         if action is None or value is None or action.default is argparse.SUPPRESS:
             continue
         kind = {str2bool: bool, None: str}.get(action.type, action.type)
-        fits = (isinstance(value, bool) if kind is bool
-                else isinstance(value, (int, float)) and not isinstance(value, bool)
-                if kind is float else isinstance(value, kind) and not isinstance(value, bool))
-        if not fits:
+        if not is_of(value, kind):
             return f"its option --{name} is {value!r}, not a {kind.__name__}"
         if action.choices and value not in action.choices:
             return f"its option --{name} is {value!r}, not one of {', '.join(action.choices)}"

@@ -309,15 +309,16 @@ class Episode(NamedTuple):
     locations: paddle.Tensor  # (B, T, 2): where each frame was looked at
     actions: paddle.Tensor    # (B, T): the game actions
     entropy: paddle.Tensor    # (B,): the game actions' entropy, summed over the frames
-    seen: object              # (B, T, C, H, W) NumPy array: the screen of each frame
+    seen: object              # (B, T, C, H, W) NumPy array: each frame's screen (or None)
 
 
-def play(model, games, screens, greedy=False, scale=1.0):
+def play(model, games, screens, greedy=False, scale=1.0, keep_screens=False):
     """Play one game in each of `games` (a Gymnasium VectorEnv of Catch whose games all
     stand at their first frame, `screens`), one glimpse (RecurrentAttention.step) of the
     screen times `scale` and one game action a frame, from the model's classifier over the
     game's actions: sampled, or with greedy its most likely one. l_0 is uniform, as in
-    classification. Returns an Episode."""
+    classification. Returns an Episode, whose seen screens are kept only with keep_screens
+    (evaluation draws and measures them; training needs none)."""
     B = len(screens)
     l_t = paddle.uniform([B, 2], min=-1.0, max=1.0)
     state = None
@@ -325,7 +326,8 @@ def play(model, games, screens, greedy=False, scale=1.0):
     entropy = 0.0
     while True:
         locations.append(l_t)
-        seen.append(screens)
+        if keep_screens:
+            seen.append(screens)
         x = paddle.to_tensor(screens * np.float32(scale))
         h_t, state, l_t, log_pi_t, b_t = model.step(x, l_t, state)
         log_probas = model.classifier(h_t)
@@ -343,7 +345,8 @@ def play(model, games, screens, greedy=False, scale=1.0):
             break
     return Episode(paddle.stack(log_pi, axis=1), paddle.stack(baselines, axis=1),
                    paddle.to_tensor(rewards), paddle.stack(locations, axis=1),
-                   paddle.stack(actions, axis=1), entropy, np.stack(seen, axis=1))
+                   paddle.stack(actions, axis=1), entropy,
+                   np.stack(seen, axis=1) if keep_screens else None)
 
 
 @paddle.no_grad()
@@ -355,7 +358,7 @@ def evaluate_games(model, games, on_episode=None, scale=1.0):
     model.eval()
     total_loss, caught, count = 0.0, 0.0, 0
     for i, (env, screens) in enumerate(games):
-        episode = play(model, env, screens, greedy=True, scale=scale)
+        episode = play(model, env, screens, greedy=True, scale=scale, keep_screens=True)
         total_loss += float(game_loss(episode).total) * len(screens)
         caught += float(episode.rewards.sum())
         count += len(screens)
