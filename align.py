@@ -34,13 +34,13 @@ import sys
 from utils import before_paddle
 
 before_paddle()
-import numpy as np  # noqa: E402
-import paddle  # noqa: E402
+import numpy as np
+import paddle
 
-import checkpoint  # noqa: E402
-from config import OneLineParser, get_config, model_name, writes_into_results  # noqa: E402
-from data_loader import DataError, load_mnist  # noqa: E402
-from model import ModelConfig, build_model, ram_loss  # noqa: E402
+import checkpoint
+from config import OneLineParser, get_config, model_name, writes_into_results
+from data_loader import DataError, load_mnist
+from model import ModelConfig, build_model, ram_loss
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BETA1, BETA2 = 0.9, 0.999  # Adam's defaults, in the reference and in trainer.py's

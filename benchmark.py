@@ -44,15 +44,15 @@ before_paddle()  # as main.py does
 # Importing Paddle sets OMP_NUM_THREADS=1 in this process's environment; the torch
 # worker gets the environment from before, so that it runs with torch's defaults.
 ENVIRONMENT_BEFORE_PADDLE = dict(os.environ)
-import numpy as np  # noqa: E402
-import paddle  # noqa: E402
+import numpy as np
+import paddle
 
-from catch import FRAMES, TrainingGames  # noqa: E402
-from config import get_config  # noqa: E402
-from data_loader import DataError, load_mnist, make_canvases, read_digits  # noqa: E402
-from model import ModelConfig, build_model, evaluate, ram_loss  # noqa: E402
-from retina import Retina  # noqa: E402
-from trainer import Trainer, check_finite  # noqa: E402
+from catch import FRAMES, TrainingGames
+from config import get_config
+from data_loader import DataError, load_mnist, make_canvases, read_digits
+from model import ModelConfig, build_model, evaluate, ram_loss
+from retina import Retina
+from trainer import Trainer, check_finite
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # (name, image side, g, k, s): the default glimpse, and those of the translated and

@@ -24,14 +24,14 @@ from utils import before_paddle
 
 before_paddle(quiet=True, hold_signals=__name__ == "__main__")  # Paddle's notes while tracing
 
-import paddle  # noqa: E402
-import paddle.nn as nn  # noqa: E402
-import paddle.nn.functional as F  # noqa: E402
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
 
-from checkpoint import TASK_OPTIONS, CheckpointError, model_of  # noqa: E402
-from config import LIMITS, OneLineParser, read_checkpoint, writes_into_results  # noqa: E402
-from model import MODEL_OPTIONS  # noqa: E402
-from utils import atomic_write_text, exit_on_signals, remove_orphans  # noqa: E402
+from checkpoint import TASK_OPTIONS, CheckpointError, model_of
+from config import LIMITS, OneLineParser, read_checkpoint, writes_into_results
+from model import MODEL_OPTIONS
+from utils import atomic_write_text, exit_on_signals, remove_orphans
 
 OUTPUTS = ["log_probas", "probabilities", "locations"]  # the graph's outputs, in order
 MODEL_FILES = ("inference.json", "inference.pdiparams")  # paddle.jit.save's graph and weights

@@ -22,17 +22,17 @@ from utils import before_paddle, usable_cores
 
 before_paddle(quiet=True, hold_signals=__name__ == "__main__")  # Paddle Inference's notes
 
-import numpy as np  # noqa: E402
-import paddle  # noqa: E402
-import paddle.inference  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import paddle
+import paddle.inference
+from PIL import Image
 
-from config import (LIMITS, OneLineParser, saved_options_problem, str2bool,  # noqa: E402
+from config import (LIMITS, OneLineParser, saved_options_problem, str2bool,
                     writes_into_results)
-from data_loader import (IMAGE_EXTENSIONS, DataError, prepare, read_image,  # noqa: E402
+from data_loader import (IMAGE_EXTENSIONS, DataError, prepare, read_image,
                          resize_images)
-from export_model import FORMAT, MODEL_FILES, OUTPUTS, file_digest  # noqa: E402
-from utils import atomic_write, exit_on_signals  # noqa: E402
+from export_model import FORMAT, MODEL_FILES, OUTPUTS, file_digest
+from utils import atomic_write, exit_on_signals
 
 MIN_SIDE = 4  # pixels: smaller arrays are refused (an (N, H, W, C) array would pass as NCHW)
 

@@ -4,14 +4,14 @@ import sys
 from utils import PipeSafeStream, before_paddle, die_with_parent, exit_on_signals, usable_cores
 
 before_paddle(hold_signals=__name__ == "__main__")  # until exit_on_signals, below
-import paddle  # noqa: E402
+import paddle
 
-from catch import FixedGames, TrainingGames  # noqa: E402
-from checkpoint import CheckpointError  # noqa: E402
-from config import parse  # noqa: E402
-from data_loader import (Canvases, DataError, Folder, get_test_loader,  # noqa: E402
+from catch import FixedGames, TrainingGames
+from checkpoint import CheckpointError
+from config import parse
+from data_loader import (Canvases, DataError, Folder, get_test_loader,
                          get_train_valid_loaders)
-from trainer import RunError, Trainer  # noqa: E402
+from trainer import RunError, Trainer
 
 
 def main(config, tested=None):
@@ -66,7 +66,6 @@ def main(config, tested=None):
     except RunError as err:
         print(f"[!] {err}", file=sys.stderr)
         sys.exit(err.exit_code)
-
 
 
 if __name__ == "__main__":

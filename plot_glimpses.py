@@ -28,19 +28,19 @@ from utils import before_paddle
 
 before_paddle()
 
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")  # files only, no screen
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import paddle  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import paddle
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from PIL import Image
 
-from config import OneLineParser  # noqa: E402
-from data_loader import MNIST_MEAN, MNIST_STD, DataError, load_mnist  # noqa: E402
-from retina import Retina, pixel_centres  # noqa: E402
+from config import OneLineParser
+from data_loader import MNIST_MEAN, MNIST_STD, DataError, load_mnist
+from retina import Retina, pixel_centres
 
 BOX_COLOURS = ["#ff3b30", "#ffcc00", "#34c759", "#0a84ff"]  # the smallest patch first
 GLIMPSE_KEYS = ("images", "labels", "locations", "predicted")  # what main.py saves and we draw

@@ -21,7 +21,6 @@ from model import (ModelConfig, build_model, evaluate, evaluate_games, fovea_on_
 from utils import StopSignals, append_line, atomic_write, atomic_write_text, sum_over_processes
 
 
-
 def weights_finite(model):
     """Whether every weight of model is finite, in one sum (inf - inf is NaN)."""
     return math.isfinite(float(paddle.add_n([p.sum() for p in model.parameters()])))

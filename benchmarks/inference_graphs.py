@@ -14,13 +14,13 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import warnings  # noqa: E402
+import warnings
 
 warnings.filterwarnings("ignore", message="No ccache found")
-import numpy as np  # noqa: E402
+import numpy as np
 
-from data_loader import load_mnist, make_canvases, prepare, read_digits  # noqa: E402
-from infer import make_predictor, predict  # noqa: E402
+from data_loader import load_mnist, make_canvases, prepare, read_digits
+from infer import make_predictor, predict
 
 
 def main():

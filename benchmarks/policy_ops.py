@@ -12,17 +12,17 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils import before_paddle  # noqa: E402
+from utils import before_paddle
 
 before_paddle(quiet=True)
-import numpy as np  # noqa: E402
-import paddle  # noqa: E402
-import paddle.nn.functional as F  # noqa: E402
-from paddle.distribution import Normal  # noqa: E402
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+from paddle.distribution import Normal
 
-import modules  # noqa: E402
-from config import get_config  # noqa: E402
-from trainer import Trainer  # noqa: E402
+import modules
+from config import get_config
+from trainer import Trainer
 
 WRITTEN_OUT = modules.LocationNetwork.forward
 

@@ -17,16 +17,16 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils import fast_mkl_on_amd, keep_freed_memory  # noqa: E402
+from utils import fast_mkl_on_amd, keep_freed_memory
 
 fast_mkl_on_amd()
 keep_freed_memory()
-import numpy as np  # noqa: E402
-import paddle  # noqa: E402
+import numpy as np
+import paddle
 
-from config import get_config  # noqa: E402
-from data_loader import make_canvases, prepare, read_digits  # noqa: E402
-from trainer import Trainer  # noqa: E402
+from config import get_config
+from data_loader import make_canvases, prepare, read_digits
+from trainer import Trainer
 
 FLAGSHIP = ["--dataset", "cluttered", "--image_size", "60", "--num_distractors", "4",
             "--patch_size", "12", "--num_patches", "3", "--glimpse_scale", "2",

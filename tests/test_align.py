@@ -12,10 +12,10 @@ from tests.helpers import MNIST_DIR, ROOT, refusal, write_fake_mnist
 
 torch = pytest.importorskip("torch", reason="align.py compares against PyTorch: "
                                              "pip install torch==2.13.0")
-import align  # noqa: E402
-from config import get_config, sections  # noqa: E402
-from checkpoint import TRAIN_KEYS, load  # noqa: E402
-from model import ModelConfig, build_model  # noqa: E402
+import align
+from config import get_config, sections
+from checkpoint import TRAIN_KEYS, load
+from model import ModelConfig, build_model
 
 torch_ram = align.torch_mirror()  # benchmarks/torch_ram.py
 SMALL = {"patch_size": 4, "num_patches": 2, "glimpse_scale": 2, "num_glimpses": 3,
