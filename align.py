@@ -19,7 +19,7 @@ hidden_size, the classes) are read from the shapes; what shapes cannot tell
 the reference's defaults unless given, and must agree with sensor.fc1's input width.
 Adam's moments are converted too, so that --resume continues a converted run.
 
-The check builds the reference's model in PyTorch (benchmarks/torch_ram.py, our
+The check builds the reference's model in PyTorch (torch_ram.py, our
 mirror of its code) and ours from the same weights, feeds both the same images,
 the same l_0 and the same Gaussian draws of the policy, and compares, one line per
 tensor: every glimpse's h_t, mu_t, l_t, b_t and log_pi_t, the log-probabilities,
@@ -64,8 +64,7 @@ def import_torch():
 
 
 def torch_mirror():
-    """benchmarks/torch_ram.py, our PyTorch copy of the reference's model."""
-    sys.path.insert(0, os.path.join(HERE, "benchmarks"))
+    """torch_ram.py, our PyTorch copy of the reference's model."""
     import torch_ram
 
     return torch_ram

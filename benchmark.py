@@ -24,7 +24,7 @@ by Paddle Inference (infer.py's predictor) with oneDNN off and on, taking turns,
 in this process; it counts this process's CPU time, which other work on the machine
 disturbs far less than wall time (with one thread, the work's own time).
 
-The PyTorch side (benchmarks/torch_ram.py --serve) is the reference's model,
+The PyTorch side (torch_ram.py --serve) is the reference's model,
 loss and per-image-loop retina with torch's default threads. It runs in its
 own process, so neither framework's thread settings touch the other's, and the
 two take turns: a Paddle run, then a torch run, and so on.
@@ -88,11 +88,11 @@ def time_runs(run, repeats, warmup=1, clock=time.perf_counter):
 
 
 class TorchWorker:
-    """benchmarks/torch_ram.py --serve in a child process, one command at a time."""
+    """torch_ram.py --serve in a child process, one command at a time."""
 
     def __init__(self, batches_path):
         self.process = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "benchmarks", "torch_ram.py"), "--serve",
+            [sys.executable, os.path.join(HERE, "torch_ram.py"), "--serve",
              batches_path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             env=ENVIRONMENT_BEFORE_PADDLE)
         self.info = self.read()

@@ -24,7 +24,7 @@ validation images over the log's seconds less the training time) and the whole
 epoch's seconds. --processes N adds a side: this tree data-parallel in N
 processes (paddle.distributed.launch, --batch_size 128 / N, so that a step still
 averages 128 images). --torch adds the PyTorch reference's epoch at 28x28
-(benchmarks/torch_ram.py --epochs 1, torch's default threads, the reference's recipe).
+(torch_ram.py --epochs 1, torch's default threads, the reference's recipe).
 """
 import argparse
 import json
@@ -116,9 +116,9 @@ def whole_epoch(tree, side, num_patches, images, scratch, num_threads, processes
 
 def torch_epoch(scratch):
     """Training and validation images/s and the seconds of one 28x28 epoch of the PyTorch
-    reference (benchmarks/torch_ram.py), from its log."""
+    reference (torch_ram.py), from its log."""
     log = os.path.join(scratch, "torch.log")
-    subprocess.run([sys.executable, os.path.join(HERE, "benchmarks", "torch_ram.py"), "--epochs",
+    subprocess.run([sys.executable, os.path.join(HERE, "torch_ram.py"), "--epochs",
                     "1", "--log", log], cwd=HERE, check=True, capture_output=True, text=True)
     with open(log) as f:
         line = [line.split() for line in f if line.startswith("epoch")][-1]

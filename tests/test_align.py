@@ -17,7 +17,7 @@ from config import get_config, sections
 from checkpoint import TRAIN_KEYS, load
 from model import ModelConfig, build_model
 
-torch_ram = align.torch_mirror()  # benchmarks/torch_ram.py
+torch_ram = align.torch_mirror()  # torch_ram.py
 SMALL = {"patch_size": 4, "num_patches": 2, "glimpse_scale": 2, "num_glimpses": 3,
          "glimpse_hidden": 16, "loc_hidden": 16, "hidden_size": 32}
 

@@ -2,12 +2,12 @@
 again by us as a baseline for benchmarks and comparisons: the same layers, loss
 and per-image-loop retina. Never imported by the Paddle code.
 
-    python benchmarks/torch_ram.py --epochs 30 --log logs/torch_reference_30.log
+    python torch_ram.py --epochs 30 --log logs/torch_reference_30.log
 
 trains it on our bundled MNIST split (the same images, split and defaults as
 main.py) and evaluates the best-validation weights on the test set with M=10.
 
-    python benchmarks/torch_ram.py --serve batches.npz
+    python torch_ram.py --serve batches.npz
 
 is the PyTorch side of `python benchmark.py --compare-torch`: it reads one JSON
 command per line on stdin, times it and answers with one JSON line. It never
@@ -16,7 +16,6 @@ default threads.
 """
 import argparse
 import json
-import os
 import sys
 import time
 
@@ -26,7 +25,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # torch's default threads, read before main() imports our data_loader, whose import of
 # Paddle sets OMP_NUM_THREADS=1 (it left the 30-epoch runs of results/logs on one thread).
 DEFAULT_THREADS = torch.get_num_threads()
