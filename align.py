@@ -262,7 +262,7 @@ class Report:
                           f"(<= {tolerance:.0e})  {'pass' if passed else 'FAIL'} {note}".rstrip())
 
 
-def check(batch_size=32, steps=3, seed=0, sizes=None, data_dir="data/MNIST"):
+def compare_frameworks(batch_size=32, steps=3, seed=0, sizes=None, data_dir="data/MNIST"):
     """Run both frameworks side by side; returns the Report. sizes: keyword options of
     the model (the defaults if None); images: the first test images of data_dir."""
     torch = import_torch()
@@ -407,7 +407,7 @@ def main(argv=None):
         else:
             names = OPTIONS + ["glimpse_hidden", "loc_hidden", "hidden_size"]
             sizes = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
-            report = check(sizes=sizes, data_dir=args.data_dir)
+            report = compare_frameworks(sizes=sizes, data_dir=args.data_dir)
             os.makedirs(os.path.dirname(args.report) or ".", exist_ok=True)
             summary = (f"{len(report.lines) - report.failures} of {len(report.lines)} comparisons "
                        f"pass (forward and loss: mean abs diff <= {FORWARD_TOLERANCE:.0e}; "

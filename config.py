@@ -328,7 +328,7 @@ IMAGES_ONLY = ["valid_size", "shuffle", "train_subset", "fresh_canvases", "M",
 GAME_ONLY = ["epoch_frames", "valid_games", "test_games", "entropy_weight"]
 
 
-def check(config):
+def options_problem(config):
     """The first reason the options cannot work (after fill_task_defaults), or None: a
     bound of one option (bounds_problem), then the rules that cross options."""
     fill_task_defaults(config)
@@ -445,7 +445,7 @@ def saved_options_problem(options):
             and all(isinstance(name, str) for name in classes)):
         return f"its classes, {str(classes)[:60]}, are not two or more distinct names"
     saved = argparse.Namespace(**{**vars(parser.parse_args([])), **options, "use_gpu": False})
-    reason = check(saved)
+    reason = options_problem(saved)
     return f"its options cannot be main.py's: {reason}" if reason else None
 
 
@@ -497,7 +497,7 @@ def parse(argv=None):
         defaults.update({name: options[name] for name in MODEL_OPTIONS + TASK_OPTIONS[:-1]})
     config = parser.parse_args(argv, argparse.Namespace(**defaults)) if defaults else given
     config.checkpoint = given.checkpoint
-    reason = check(config)
+    reason = options_problem(config)
     if reason:
         parser.error(reason)
     config.classes = DIGITS

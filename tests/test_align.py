@@ -23,7 +23,7 @@ SMALL = {"patch_size": 4, "num_patches": 2, "glimpse_scale": 2, "num_glimpses": 
 
 
 def test_check_passes_on_a_small_random_model():
-    report = align.check(batch_size=8, sizes=SMALL, data_dir=MNIST_DIR)
+    report = align.compare_frameworks(batch_size=8, sizes=SMALL, data_dir=MNIST_DIR)
     assert report.failures == 0, "\n".join(report.lines)
     # 5 tensors per glimpse, log_probas, 4 loss terms, 20 gradients, 2 later losses,
     # 20 weights after 3 Adam steps and the accuracy.
@@ -33,7 +33,7 @@ def test_check_passes_on_a_small_random_model():
 def test_check_catches_a_retina_that_looks_elsewhere(monkeypatch):
     foveate = torch_ram.Retina.foveate
     monkeypatch.setattr(torch_ram.Retina, "foveate", lambda self, x, l: foveate(self, x, l * 0.9))
-    report = align.check(batch_size=8, sizes=SMALL, data_dir=MNIST_DIR)
+    report = align.compare_frameworks(batch_size=8, sizes=SMALL, data_dir=MNIST_DIR)
     failed = [line.split("  ")[0].strip() for line in report.lines if line.endswith("FAIL")]
     assert "forward glimpse 1 h_t" in failed and report.failures > 10
 
