@@ -139,6 +139,7 @@ class TrainingGames:
         self.games = CatchVectorEnv(batch * paths, copies=paths)
         self.seed, self.epoch = seed, 0
         self.batches = math.ceil(epoch_frames / (batch * paths * FRAMES))
+        self.frames = self.batches * batch * paths * FRAMES  # of an epoch
 
     def set_epoch(self, epoch):
         self.epoch = epoch

@@ -31,8 +31,8 @@ import numpy as np
 import paddle
 
 from model import MODEL_OPTIONS, RESUME, TEST, ModelConfig, build_model
-from utils import (FolderLocked, append_line, atomic_save, atomic_write_text, lock_folder,
-                   remove_orphans)
+from utils import (FolderLocked, append_line, atomic_save, atomic_write, atomic_write_text,
+                   lock_folder, remove_orphans)
 
 DIGITS = [str(digit) for digit in range(10)]
 # The task a model was trained on: testing or resuming it on another is refused. classes
@@ -304,6 +304,20 @@ def fit(state, path, model, sections=None, resuming=False, data=None):
     return state
 
 
+def resume_caveats(state, path, data, batch_size):
+    """What a run resuming from a checkpoint that fits (fit's state) should be told: that
+    its data cannot be checked, or that its steps now average another number of images."""
+    caveats = []
+    if state.get("data") is None and data is not None:
+        caveats.append(f"{path} predates the digest of its data: the data are not checked")
+    processes = paddle.distributed.get_world_size()
+    if state.get("processes", processes) != processes:
+        caveats.append(f"{path} was trained in {state['processes']} processes, resumed in "
+                       f"{processes}: each step now averages {processes} x --batch_size "
+                       f"{batch_size} images, not {state['processes']} x")
+    return caveats
+
+
 def load(path, model, sections, keys=TEST_KEYS):
     """read, then fit to `model` and the run's option `sections` (config.sections)."""
     return fit(read(path, keys), path, model, sections)
@@ -423,8 +437,22 @@ class RunFolder:
         return os.path.join(os.path.dirname(self.logs),
                             f"{os.path.basename(folder)}_{os.path.splitext(file)[0]}_test.json")
 
+    def save_result(self, result, path):
+        """Write a test's result (a dict) as JSON to path (result_of's), whole or not at all."""
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        atomic_write_text(json.dumps(result, indent=2) + "\n", path)
+
     def glimpses(self, epoch):
         return os.path.join(self.plots, f"glimpses_epoch{epoch}.npz")
+
+    def save_glimpses(self, epoch, arrays):
+        """Write arrays (NumPy's) to glimpses(epoch), whole or not at all."""
+        def write(tmp):
+            with open(tmp, "wb") as f:  # a file, so that NumPy adds no .npz to the name
+                np.savez_compressed(f, **arrays)
+
+        os.makedirs(self.plots, exist_ok=True)
+        atomic_write(self.glimpses(epoch), write)
 
     def claim(self, resuming):
         """Claim the run's folders for this process until it ends (utils.lock_folder, in an
@@ -539,6 +567,8 @@ def publish(run, destination, note):
            "model": model, "seed": options["random_seed"], "test_error": tested["test_error"],
            "checkpoint": checkpoint, "command": command, "epochs": options["epochs"],
            "best_epoch": state["epoch"], "recipe": options.get("config"), "note": note}
+    if "catch_rate" in tested:  # the game's figure; test_error is its share of balls missed
+        row["catch_rate"] = tested["catch_rate"]
     with open(MANIFEST) as f:
         rows = json.load(f)
     atomic_write_text("[\n" + ",\n".join("  " + json.dumps(r) for r in rows + [row]) + "\n]\n",

@@ -11,6 +11,7 @@ import numpy as np
 import paddle
 from PIL import Image
 
+from catch import FixedGames, TrainingGames
 from utils import remove_orphans
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -428,11 +429,10 @@ def data_digest(images, labels):
 def get_train_valid_loaders(data_dir, batch_size, random_seed, valid_size=0.1, shuffle=True,
                             num_workers=0, train_subset=0, canvases=None, cache_dir=None,
                             folder=None):
-    """Loaders over the training file: the first `train_subset` images (0 = all),
-    of which `valid_size` go to validation. With shuffle, the training loader's
-    sampler is an EpochShuffler (set its epoch before each epoch). With canvases,
-    the digits are placed on them (see Canvases), cached in cache_dir. With folder,
-    the images of data_dir/train instead (see Folder)."""
+    """Splits of the training file: the first `train_subset` images (0 = all), of which
+    `valid_size` go to validation. With shuffle, the training order is an EpochShuffler's.
+    With canvases, the digits are placed on them (see Canvases), cached in cache_dir. With
+    folder, the images of data_dir/train instead (see Folder)."""
     if folder:
         images, labels = load_folder(data_dir, "train", folder)
         images = prepare(images, "folder")
@@ -443,26 +443,29 @@ def get_train_valid_loaders(data_dir, batch_size, random_seed, valid_size=0.1, s
     if train_subset:
         images, labels = images[:train_subset], labels[:train_subset]
     # What the split is made of (the digits, for canvases made from them): a run resumed
-    # on other data would train on images it had validated on (see Trainer.restore).
+    # on other data would train on images it had validated on (see checkpoint.fit).
     source = digits[:len(labels)] if canvases else images
     train_idx, valid_idx = train_valid_split(len(labels), valid_size, random_seed)
     if len(valid_idx) == 0 or len(train_idx) == 0:
         raise DataError(f"--valid_size {valid_size} of {len(labels)} images leaves "
                         f"{len(train_idx)} for training and {len(valid_idx)} for validation; "
                         f"training needs both")
+    drawn_per_epoch = []
     if canvases:
         train = CanvasDataset(images[train_idx], labels[train_idx], digits[train_idx], canvases)
         valid = CanvasDataset(images[valid_idx], labels[valid_idx])
+        drawn_per_epoch.append(train)
     else:
         train = ArrayDataset(images[train_idx], labels[train_idx])
         valid = ArrayDataset(images[valid_idx], labels[valid_idx])
-    train.source_digest = data_digest(source, labels)
     sampler = None
     if shuffle:
         sampler = EpochShuffler(len(train), random_seed, paddle.distributed.get_rank(),
                                 paddle.distributed.get_world_size())
-    return (_loader(train, batch_size, num_workers, sampler),
-            _loader(valid, batch_size, num_workers))
+        drawn_per_epoch.append(sampler)
+    return Splits(_loader(train, batch_size, num_workers, sampler),
+                  _loader(valid, batch_size, num_workers), digest=data_digest(source, labels),
+                  drawn_per_epoch=drawn_per_epoch)
 
 
 def get_test_loader(data_dir, batch_size, num_workers=0, canvases=None, cache_dir=None,
@@ -477,3 +480,54 @@ def get_test_loader(data_dir, batch_size, num_workers=0, canvases=None, cache_di
     else:
         dataset = ArrayDataset(*load_mnist(data_dir, "test"))
     return _loader(dataset, batch_size, num_workers)
+
+
+class Splits:
+    """A run's data: training, validation and test loaders (those it needs: testing only a
+    test loader; training a test loader only with --test_freq), what the training split
+    is made of (digest: a resumed run must train on the same) and what it draws anew
+    each epoch (its order, fresh canvases or games)."""
+
+    def __init__(self, train=None, valid=None, test=None, digest=None, drawn_per_epoch=()):
+        self.train, self.valid, self.test, self.digest = train, valid, test, digest
+        self.drawn_per_epoch = drawn_per_epoch
+
+    def set_epoch(self, epoch):
+        """Draw the training split of epoch (0-based) from the seed and epoch alone, so
+        that a resumed run trains on what an uninterrupted one would."""
+        for part in self.drawn_per_epoch:
+            part.set_epoch(epoch)
+
+    def samples_per_epoch(self):
+        """What an epoch trains on: its images, or the frames of its games."""
+        return getattr(self.train, "frames", None) or len(self.train.dataset)
+
+
+def load_splits(config):
+    """The Splits that main.py's options `config` ask for: to train or to test."""
+    if config.dataset == "catch":  # games to play instead of images
+        test = FixedGames(config.test_games, config.batch_size, config.dataset_seed, split=2)
+        if not config.is_train:
+            return Splits(test=test)
+        games = TrainingGames(config.batch_size, config.epoch_frames, config.random_seed,
+                              config.train_paths)
+        return Splits(games, FixedGames(config.valid_games, config.batch_size, config.dataset_seed,
+                                        split=1), test if config.test_freq else None,
+                      drawn_per_epoch=[games])
+    canvases = folder = None
+    if config.dataset == "folder":
+        folder = Folder(config.classes, config.channels, config.image_size)
+    elif config.dataset != "mnist":
+        canvases = Canvases(config.image_size, config.num_distractors, config.distractor_size,
+                            config.dataset_seed, config.fresh_canvases)
+    data = dict(canvases=canvases, cache_dir=config.cache_dir, folder=folder)
+    test = None
+    if not config.is_train or config.test_freq:
+        test = get_test_loader(config.data_dir, config.batch_size, config.num_workers, **data)
+    if not config.is_train:
+        return Splits(test=test)
+    splits = get_train_valid_loaders(config.data_dir, config.batch_size, config.random_seed,
+                                     config.valid_size, config.shuffle, config.num_workers,
+                                     config.train_subset, **data)
+    splits.test = test
+    return splits

@@ -105,6 +105,25 @@ def build_model(config):
     return RecurrentAttention(config)
 
 
+def make_optimizer(config, parameters):
+    """The learning-rate schedule and the optimizer that --lr_schedule, --optimizer (with
+    --momentum), --init_lr and --clip_grad_norm say."""
+    if config.lr_schedule == "cosine":  # one step per epoch, reaching zero after the last
+        scheduler = paddle.optimizer.lr.CosineAnnealingDecay(config.init_lr, config.epochs)
+    elif config.lr_schedule == "linear":  # set after every batch to the epochs done, a fraction
+        scheduler = paddle.optimizer.lr.PolynomialDecay(config.init_lr, decay_steps=config.epochs,
+                                                        end_lr=0.0, power=1.0)
+    else:
+        scheduler = paddle.optimizer.lr.ReduceOnPlateau(
+            config.init_lr, mode="max", factor=config.lr_factor, patience=config.lr_patience)
+    clip = paddle.nn.ClipGradByGlobalNorm(config.clip_grad_norm) if config.clip_grad_norm else None
+    if config.optimizer == "sgd":
+        return scheduler, paddle.optimizer.Momentum(scheduler, config.momentum, parameters,
+                                                    grad_clip=clip)
+    # Multi-tensor Adam was no faster here (benchmarks/adam_multi_tensor.py).
+    return scheduler, paddle.optimizer.Adam(scheduler, parameters=parameters, grad_clip=clip)
+
+
 class RecurrentAttention(nn.Layer):
     """Recurrent Attention Model (Mnih et al., 2014).
 

@@ -1,7 +1,6 @@
 """Training, validation and test of a model, or of the game's agent, as main.py's options
 say: the epochs, their log lines, checkpoints and curves, and what stops them."""
 import contextlib
-import json
 import math
 import os
 import signal
@@ -17,8 +16,8 @@ from catch import FRAMES, SCREEN_SCALE
 from checkpoint import TEST_KEYS, TRAIN_KEYS, RunFolder
 from config import run_name, sections
 from model import (ModelConfig, build_model, evaluate, evaluate_games, fovea_on_ball, game_loss,
-                   play, ram_loss)
-from utils import StopSignals, append_line, atomic_write, atomic_write_text, sum_over_processes
+                   make_optimizer, play, ram_loss)
+from utils import StopSignals, append_line, max_over_processes, same_rng_everywhere, sum_over_processes
 
 
 def weights_finite(model):
@@ -44,7 +43,25 @@ class EpochFigures(NamedTuple):
     valid_loss: float
     valid_acc: float  # %, with M paths an image
     seconds: float  # training and validation
-    samples_per_s: float  # training images a second
+    samples_per_s: float  # training images (or frames) a second
+
+    def log_line(self, epoch, game):
+        """The run's log line of epoch (0-based). The largest batch loss and its largest
+        term: a spike that one epoch's mean hides, and whether the classifier (the game:
+        its entropy), the baseline or REINFORCE made it."""
+        return (f"epoch {epoch + 1} lr {self.lr:.3e} train_loss {self.train_loss:.4f} "
+                f"max_batch_loss {self.largest.loss:.4f} max_batch_term "
+                f"{self.largest.largest_term(game)} train_acc {self.train_acc:.2f} valid_loss "
+                f"{self.valid_loss:.4f} valid_acc {self.valid_acc:.2f} valid_err "
+                f"{100 - self.valid_acc:.2f} seconds {self.seconds:.1f} samples_per_s "
+                f"{self.samples_per_s:.0f}")
+
+    def terminal_line(self, epoch, epochs, is_best, game):
+        what = ("catch rate", "frames") if game else ("acc", "images")
+        return (f"epoch {epoch + 1}/{epochs}  train loss {self.train_loss:.3f} {what[0]} "
+                f"{self.train_acc:.1f}%  valid {what[0]} {self.valid_acc:.2f}%"
+                f"{' (best)' if is_best else ''}  {self.seconds:.0f} s, "
+                f"{self.samples_per_s:,.0f} {what[1]}/s")
 
 
 class NonFiniteError(Exception):
@@ -62,52 +79,12 @@ class BatchLoss(NamedTuple):
         return ("entropy" if game else "nll", "mse", "reinforce")[int(np.argmax(np.abs(self[1:])))]
 
 
-def largest_over_processes(batch):
-    """batch: this process's BatchLoss of its largest batch loss of an epoch; the one of
-    the largest loss over the processes of a data-parallel run."""
-    if paddle.distributed.get_world_size() == 1:
-        return batch
-    gathered = []
-    paddle.distributed.all_gather(gathered, paddle.to_tensor(batch, dtype="float64"))
-    return BatchLoss(*max(tuple(part.tolist()) for part in gathered))
-
-
-@contextlib.contextmanager
-def same_rng_everywhere():
-    """Leaves the RNG as it was in a data-parallel run. Its processes draw the same
-    numbers while training (same seed, same batch sizes), so that the checkpoint's RNG
-    state, rank 0's, is every process's; their validation shards can differ in size."""
-    state = paddle.get_rng_state() if paddle.distributed.get_world_size() > 1 else None
-    yield
-    if state is not None:
-        paddle.set_rng_state(state)
-
-
 class NoWriter:
     """The VisualDL writer of the other processes of a data-parallel run: it writes nowhere
     (rank 0 writes the run's files)."""
 
     def add_scalar(self, tag, value, step):
         pass
-
-
-def make_optimizer(config, parameters):
-    """The learning-rate schedule and the optimizer that --lr_schedule, --optimizer (with
-    --momentum), --init_lr and --clip_grad_norm say."""
-    if config.lr_schedule == "cosine":  # one step per epoch, reaching zero after the last
-        scheduler = paddle.optimizer.lr.CosineAnnealingDecay(config.init_lr, config.epochs)
-    elif config.lr_schedule == "linear":  # set after every batch to the epochs done, a fraction
-        scheduler = paddle.optimizer.lr.PolynomialDecay(config.init_lr, decay_steps=config.epochs,
-                                                        end_lr=0.0, power=1.0)
-    else:
-        scheduler = paddle.optimizer.lr.ReduceOnPlateau(
-            config.init_lr, mode="max", factor=config.lr_factor, patience=config.lr_patience)
-    clip = paddle.nn.ClipGradByGlobalNorm(config.clip_grad_norm) if config.clip_grad_norm else None
-    if config.optimizer == "sgd":
-        return scheduler, paddle.optimizer.Momentum(scheduler, config.momentum, parameters,
-                                                    grad_clip=clip)
-    # Multi-tensor Adam was no faster here (benchmarks/adam_multi_tensor.py).
-    return scheduler, paddle.optimizer.Adam(scheduler, parameters=parameters, grad_clip=clip)
 
 
 def kept_checkpoints(epoch):
@@ -162,30 +139,17 @@ def glimpse_saver(config, folder, epoch, game):
                        standardised=config.dataset == "mnist", **retina))
 
     def write_npz(arrays):
-        def write(tmp):
-            with open(tmp, "wb") as f:  # a file, so that NumPy adds no .npz to the name
-                np.savez_compressed(f, **arrays)
-
-        path = folder.glimpses(epoch + 1)
         try:
-            os.makedirs(folder.plots, exist_ok=True)
-            atomic_write(path, write)
+            folder.save_glimpses(epoch + 1, arrays)
         except OSError as err:
-            raise RunError(f"could not write {path} ({err.strerror}) in epoch {epoch + 1}; "
-                           + kept_checkpoints(epoch)) from None
+            raise RunError(f"could not write {folder.glimpses(epoch + 1)} ({err.strerror}) in "
+                           f"epoch {epoch + 1}; " + kept_checkpoints(epoch)) from None
     return save_games if game else save
 
 
 class Trainer:
-    """Trains and evaluates one model as main.py's options `config` say.
-
-    Files, by the run's name (config.run_name: the model's name, and a digest of the recipe
-    unless it is the defaults'): ckpt_dir/<name>_ckpt.pdparams (every epoch),
-    <name>_model_best.pdparams (on a new best validation accuracy), logs_dir/<name>.log (a
-    line per epoch), logs_dir/<name>_test.json, logs_dir/vdl/<name>/ (VisualDL scalars) and
-    plot_dir/<name>/glimpses_epoch<N>.npz. Testing --checkpoint writes
-    logs_dir/<its folder>_<its file>_test.json instead.
-    """
+    """Trains and evaluates one model as main.py's options `config` say, in the run's
+    folder (checkpoint.RunFolder: checkpoints, log, curves, glimpses and test result)."""
 
     def __init__(self, config):
         self.config = config
@@ -247,40 +211,34 @@ class Trainer:
                        data=self.data)
         self.model.set_state_dict(state["model"])
         if training:
-            if state.get("data") is None and self.data is not None:
-                self.say(f"[!] {path} predates the digest of its data: the data are not checked")
-            processes = paddle.distributed.get_world_size()
-            if state.get("processes", processes) != processes:
-                self.say(f"[!] {path} was trained in {state['processes']} processes, resumed in "
-                         f"{processes}: each step now averages {processes} x --batch_size "
-                         f"{self.config.batch_size} images, not {state['processes']} x")
+            for caveat in checkpoint.resume_caveats(state, path, self.data, self.config.batch_size):
+                self.say(f"[!] {caveat}")
             self.optimizer.set_state_dict(state["optimizer"])  # restores the scheduler too
             self.counter = state["counter"]
         self.start_epoch, self.best_valid_acc = state["epoch"], state["best_valid_acc"]
         paddle.set_rng_state(state["rng_state"])
         return path
 
-    def train(self, train_loader, valid_loader, test_loader=None):
-        """Train from the start or a checkpoint to --epochs. With --test_freq, also test
-        every so many epochs and log test_err, which never chooses the best model.
+    def train(self, splits):
+        """Train on splits (data_loader.Splits) from the start or a checkpoint to --epochs.
+        With a test split (--test_freq), also test every so many epochs and log test_err,
+        which never chooses the best model.
         The run's folder is its alone meanwhile (RunFolder.training), and a signal
         stops it after the current step (see StopSignals)."""
         config = self.config
-        self.data = getattr(getattr(train_loader, "dataset", None), "source_digest", None)
+        self.data = splits.digest
         if config.resume:
             path = self.restore(config.best)
             self.say(f"[*] Resuming from {path} after epoch {self.start_epoch} "
                      f"(best valid acc {self.best_valid_acc:.2f}%)")
         num_weights = sum(int(p.size) for p in self.model.parameters())
-        # What an epoch trains on: images, or the frames of its games
-        self.frames_per_epoch = (len(train_loader) * config.batch_size * config.train_paths * FRAMES
-                                 if self.game else 0)
-        samples = self.frames_per_epoch or len(train_loader.dataset)
+        samples = splits.samples_per_epoch()
+        self.frames_per_epoch = samples if self.game else 0
         files = (self.folder.training(config, num_weights, self.start_epoch) if self.main_process
                  else contextlib.nullcontext(NoWriter()))
         with files as writer, self.signals:
             validation = (f"{config.valid_games} games" if self.game
-                          else f"{len(valid_loader.dataset)} (M={config.M})")
+                          else f"{len(splits.valid.dataset)} (M={config.M})")
             self.say(f"[*] Run {self.name}: train on {samples:,} {'frames' if self.game else 'images'}"
                      f" an epoch, validate on {validation}; log "
                      f"{self.folder.log if self.main_process else ''}"
@@ -294,11 +252,12 @@ class Trainer:
                     raise interrupted(self.signals.received, epoch, None, None, self.folder.last)
                 lr = self.optimizer.get_lr()
                 start = time.time()
-                train_loss, train_acc, largest = self.train_one_epoch(epoch, train_loader)
+                splits.set_epoch(epoch)
+                train_loss, train_acc, largest = self.train_one_epoch(epoch, splits.train)
                 samples_per_s = samples / (time.time() - start)
                 with same_rng_everywhere():
                     valid_loss, valid_acc, _, _ = self.evaluate(
-                        self.progress(valid_loader, "validating"),
+                        self.progress(splits.valid, "validating"),
                         glimpse_saver(config, self.folder, epoch, self.game) if self.main_process
                         else None)
                 seconds = time.time() - start
@@ -313,7 +272,7 @@ class Trainer:
                 is_best = valid_acc > self.best_valid_acc
                 self.counter = 0 if is_best else self.counter + 1
                 self.best_valid_acc = max(self.best_valid_acc, valid_acc)
-                self.record(epoch, is_best, writer, test_loader,
+                self.record(epoch, is_best, writer, splits.test,
                             EpochFigures(lr, train_loss, largest, train_acc, valid_loss, valid_acc,
                                          seconds, samples_per_s))
 
@@ -325,23 +284,12 @@ class Trainer:
     def record(self, epoch, is_best, writer, test_loader, figures):
         """The epoch's figures into its log line (with the test errors every --test_freq
         epochs), its checkpoints, a short line on the terminal and the VisualDL scalars."""
-        # The largest batch loss and its largest term: a spike that one epoch's mean
-        # hides, and whether the classifier, the baseline or REINFORCE made it.
-        line = (f"epoch {epoch + 1} lr {figures.lr:.3e} train_loss {figures.train_loss:.4f} "
-                f"max_batch_loss {figures.largest.loss:.4f} max_batch_term "
-                f"{figures.largest.largest_term(self.game)} train_acc {figures.train_acc:.2f} valid_loss "
-                f"{figures.valid_loss:.4f} valid_acc {figures.valid_acc:.2f} valid_err "
-                f"{100 - figures.valid_acc:.2f} seconds {figures.seconds:.1f} samples_per_s "
-                f"{figures.samples_per_s:.0f}")
+        line = figures.log_line(epoch, self.game)
         if test_loader is not None and (epoch + 1) % self.config.test_freq == 0:
             line += self.test_line(test_loader, epoch, is_best, writer)
         if self.main_process:
             self.end_epoch(self.folder.log, line, epoch, is_best)
-            what = ("catch rate", "frames") if self.game else ("acc", "images")
-            tqdm.write(f"epoch {epoch + 1}/{self.config.epochs}  train loss "
-                       f"{figures.train_loss:.3f} {what[0]} {figures.train_acc:.1f}%  valid "
-                       f"{what[0]} {figures.valid_acc:.2f}%{' (best)' if is_best else ''}  "
-                       f"{figures.seconds:.0f} s, {figures.samples_per_s:,.0f} {what[1]}/s")
+            tqdm.write(figures.terminal_line(epoch, self.config.epochs, is_best, self.game))
         for tag, value in [("train/loss", figures.train_loss), ("train/max_batch_loss", figures.largest.loss),
                            ("train/acc", figures.train_acc), ("valid/loss", figures.valid_loss),
                            ("valid/acc", figures.valid_acc), ("lr", figures.lr)]:
@@ -399,10 +347,6 @@ class Trainer:
         """One pass over the training images (or an epoch's games). Returns mean loss,
         accuracy (%: of the game, the catch rate) and the BatchLoss of the largest batch loss."""
         self.model.train()
-        for part in (getattr(getattr(loader, "batch_sampler", None), "sampler", None),
-                     getattr(loader, "dataset", None), loader):
-            if hasattr(part, "set_epoch"):  # shuffles, fresh canvases, the epoch's games
-                part.set_epoch(epoch)
         total_loss = total_correct = 0.0
         largest = BatchLoss(-math.inf, 0.0, 0.0, 0.0)
         seen = 0
@@ -439,7 +383,7 @@ class Trainer:
         # Every path of an image is an episode: the accuracy is over all of them.
         total_correct = float(total_correct) / self.config.train_paths
         total_loss, total_correct, seen = sum_over_processes(float(total_loss), total_correct, seen)
-        return total_loss / seen, 100.0 * total_correct / seen, largest_over_processes(largest)
+        return total_loss / seen, 100.0 * total_correct / seen, BatchLoss(*max_over_processes(largest))
 
     def train_step(self, x, y):
         """One optimizer step on a batch of images x and labels y, or (the game) on one game
@@ -494,8 +438,7 @@ class Trainer:
             print(f"[*] Test Acc: {correct}/{total} ({acc:.2f}% - {100 - acc:.2f}%)")
         out = self.folder.result_of(self.config.checkpoint)
         try:
-            os.makedirs(os.path.dirname(out), exist_ok=True)
-            atomic_write_text(json.dumps(result, indent=2) + "\n", out)
+            self.folder.save_result(result, out)
         except OSError as err:
             raise RunError(f"tested, but could not write {out} ({err.strerror}); the figure "
                            f"is the line above") from None

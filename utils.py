@@ -1,5 +1,6 @@
 """Small helpers shared by the trainer and the tools. Importing this module does
 not load Paddle, so that before_paddle() can run before Paddle does."""
+import contextlib
 import os
 import warnings
 
@@ -226,6 +227,31 @@ def sum_over_processes(*numbers):
     total = paddle.to_tensor(numbers, dtype="float64")
     paddle.distributed.all_reduce(total)
     return tuple(total.tolist())
+
+
+def max_over_processes(numbers):
+    """The largest tuple of numbers (by its first) over the processes of a data-parallel
+    run (numbers itself in one)."""
+    import paddle
+
+    if paddle.distributed.get_world_size() == 1:
+        return numbers
+    gathered = []
+    paddle.distributed.all_gather(gathered, paddle.to_tensor(numbers, dtype="float64"))
+    return max(tuple(part.tolist()) for part in gathered)
+
+
+@contextlib.contextmanager
+def same_rng_everywhere():
+    """Leaves the RNG as it was in a data-parallel run. Its processes draw the same
+    numbers while training (same seed, same batch sizes), so that the checkpoint's RNG
+    state, rank 0's, is every process's; their validation shards can differ in size."""
+    import paddle
+
+    state = paddle.get_rng_state() if paddle.distributed.get_world_size() > 1 else None
+    yield
+    if state is not None:
+        paddle.set_rng_state(state)
 
 
 def exit_on_signals(consequence):

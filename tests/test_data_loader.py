@@ -21,13 +21,14 @@ def test_real_mnist_is_bundled_and_normalised():
 
 def test_loaders_split_and_batch(tmp_path):
     folder = write_fake_mnist(tmp_path / "mnist", num_train=200, num_test=50)
-    train, valid = get_train_valid_loaders(folder, 32, random_seed=1, valid_size=0.1)
+    splits = get_train_valid_loaders(folder, 32, random_seed=1, valid_size=0.1)
+    train, valid = splits.train, splits.valid
     assert (len(train.dataset), len(valid.dataset)) == (180, 20)
     x, y = next(iter(train))
     assert x.shape == [32, 1, 28, 28] and y.shape == [32] and str(y.dtype) == "paddle.int64"
     assert len(get_test_loader(folder, 16).dataset) == 50
-    train, valid = get_train_valid_loaders(folder, 32, 1, 0.25, train_subset=100)
-    assert (len(train.dataset), len(valid.dataset)) == (75, 25)
+    splits = get_train_valid_loaders(folder, 32, 1, 0.25, train_subset=100)
+    assert (len(splits.train.dataset), len(splits.valid.dataset)) == (75, 25)
 
 
 def test_split_is_the_references_and_disjoint():
@@ -170,13 +171,14 @@ def test_fresh_canvases_change_each_epoch_and_only_for_training(tmp_path):
     folder = write_fake_mnist(tmp_path / "mnist", num_train=100, num_test=10)
     loaders = [get_train_valid_loaders(folder, 25, 1, 0.2, canvases=Canvases(40, 2, 8, 0, fresh),
                                        cache_dir=tmp_path / "cache") for fresh in (False, True)]
-    (fixed_train, fixed_valid), (fresh_train, fresh_valid) = loaders
+    fixed_train, fixed_valid = loaders[0].train, loaders[0].valid
+    fresh_train, fresh_valid = loaders[1].train, loaders[1].valid
     assert isinstance(fresh_train.dataset, CanvasDataset)
     fixed = fixed_train.dataset.images.copy()
     seen = []
     for epoch in (0, 1, 0):
-        for dataset in (fixed_train.dataset, fresh_train.dataset, fresh_valid.dataset):
-            dataset.set_epoch(epoch)
+        for splits in loaders:
+            splits.set_epoch(epoch)
         seen.append(fresh_train.dataset.images.copy())
         np.testing.assert_array_equal(fixed_train.dataset.images, fixed)
     assert (seen[0] != seen[1]).any()

@@ -165,7 +165,7 @@ def train_one_epoch_in_process(folder):
     """Returns the bytes of the checkpoints it leaves."""
     with paddle.utils.unique_name.guard():
         trainer, loaders = train_in_process(tiny_config(folder, "--epochs", "1"))
-        trainer.train(*loaders)
+        trainer.train(loaders)
     return checkpoint_bytes(folder)
 
 
@@ -174,7 +174,7 @@ def resume_in_process_expecting(folder, epochs, message):
         trainer, loaders = train_in_process(
             tiny_config(folder, "--epochs", str(epochs), "--resume=True", "--best=False"))
         with pytest.raises(RunError, match=message):
-            trainer.train(*loaders)
+            trainer.train(loaders)
 
 
 def test_a_nan_loss_stops_with_epoch_and_step_and_keeps_the_checkpoints(tmp_path, monkeypatch):
@@ -199,7 +199,7 @@ def test_an_infinite_gradient_stops_before_the_update(tmp_path):
         trainer, loaders = train_in_process(tiny_config(tmp_path, "--epochs", "2"))
         trainer.model.rnn.h2h.weight.register_hook(lambda grad: grad / 0.0)
         with pytest.raises(RunError, match=r"a gradient is not finite .* at epoch 1, step 1 of 8"):
-            trainer.train(*loaders)
+            trainer.train(loaders)
     assert np.isfinite(trainer.model.rnn.h2h.weight.numpy()).all()  # not updated
     assert not (tmp_path / "ckpt" / CKPT).exists()
 
@@ -244,7 +244,7 @@ def test_a_full_disk_is_refused_before_training(tmp_path, monkeypatch):
     with paddle.utils.unique_name.guard():
         trainer, loaders = train_in_process(tiny_config(tmp_path, "--epochs", "1"))
         with pytest.raises(CheckpointError, match=r"only 0.0 MiB free for .*ckpt/ram_3_4x4_2; the checkpoints need"):
-            trainer.train(*loaders)
+            trainer.train(loaders)
 
 
 def test_a_disk_that_fills_up_leaves_no_half_written_file(tmp_path, monkeypatch):

@@ -64,7 +64,7 @@ def test_learns_256_real_mnist_images():
 
 def test_evaluate_real_images_repeatably_and_report_the_first_batch(tmp_path):
     config = tiny_config(tmp_path)
-    _, valid = get_train_valid_loaders(MNIST_DIR, 48, 1, 0.2, True, 0, 320)
+    valid = get_train_valid_loaders(MNIST_DIR, 48, 1, 0.2, True, 0, 320).valid
     model = build_model(ModelConfig.from_options(config))
     seen = {}
 
