@@ -520,12 +520,12 @@ def last_logged_epoch(log):
 MANIFEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "manifest.json")
 
 
-def publish(run, destination, note):
+def publish(run, destination, note, paper=None):
     """Turn a finished run's folder into a published row of results/: its best checkpoint as
     float16 weights only (weights_only: its digests must vouch for it), its train.log, the
     test result of the published file as its own command prints it (test.json), and its
-    manifest row (command, recipe, figure). Refuses, CheckpointError, a destination that
-    exists or lies outside results/. Returns the manifest row."""
+    manifest row (command, recipe, figure, and the paper's figure for it, `paper`). Refuses,
+    CheckpointError, a destination that exists or lies outside results/. Returns the row."""
     import json
     import shlex
     import subprocess
@@ -565,7 +565,7 @@ def publish(run, destination, note):
            "num_distractors": options["num_distractors"],
            "num_glimpses": options["num_glimpses"] if model.startswith("ram") else None,
            "model": model, "seed": options["random_seed"], "test_error": tested["test_error"],
-           "checkpoint": checkpoint, "command": command, "epochs": options["epochs"],
+           "paper": paper, "checkpoint": checkpoint, "command": command, "epochs": options["epochs"],
            "best_epoch": state["epoch"], "recipe": options.get("config"), "note": note}
     if "catch_rate" in tested:  # the game's figure; test_error is its share of balls missed
         row["catch_rate"] = tested["catch_rate"]
@@ -576,18 +576,76 @@ def publish(run, destination, note):
     return row
 
 
+TASKS = {"mnist": "MNIST 28x28", "translated": "translated", "cluttered": "cluttered",
+         "catch": "Catch, 24x24 (catch rate %)"}
+MODELS = {"ram": "RAM", "ram_lstm": "RAM, LSTM core", "ram_random": "RAM, random glimpses",
+          "fc64": "FC, 2 x 64", "fc256": "FC, 2 x 256", "conv": "convolutional"}
+
+
+def results_page(rows):
+    """docs/results.md: the manifest's rows (results/manifest.json) as a reference table."""
+    lines = ["# Results", "",
+             "Every published row of `results/manifest.json`, generated from it (`python "
+             "checkpoint.py --page > docs/results.md`; `tests/test_results.py` checks the page "
+             "matches). Test error "
+             "(%) on the 10,000 test images with M=10 glimpse paths, of the checkpoint of best "
+             "validation accuracy; Catch: the share of 10,000 test games caught. Bold: at or below "
+             "the paper's error (the game: at or above its catch rate). Each row's command, "
+             "`python main.py --is_train=False --checkpoint results/<row>/model.pdparams`, prints "
+             "its figure (`python -m pytest -q tests/test_results.py --all-results` runs them "
+             "all); its recipe trains it (`python main.py --config configs/<recipe>.toml`).", "",
+             "| task | model | glimpses | paper (NIPS) | **RAM-Paddle** | epochs (best) | recipe | "
+             "row: weights, log, result |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    order = ["mnist", "translated", "cluttered", "catch"]
+    for row in sorted(rows, key=lambda r: (order.index(r["task"]), r["image_size"],
+                                           r["recipe"] is None, r["model"], r["num_glimpses"] or 0,
+                                           r["epochs"])):
+        game = row["task"] == "catch"
+        ours = row["catch_rate"] if game else row["test_error"]
+        paper = row["paper"]
+        better = paper is not None and (ours >= paper if game else ours <= paper)
+        task = TASKS[row["task"]]
+        if row["task"] in ("translated", "cluttered"):
+            task += f" {row['image_size']}x{row['image_size']}" + (
+                f", {row['num_distractors']} distractors" if row["num_distractors"] else "")
+        model = MODELS[row["model"]] + (" (converted from PyTorch)" if row["recipe"] is None else "")
+        folder = os.path.dirname(row["checkpoint"])
+        recipe = f"[{os.path.basename(row['recipe'])}](../{row['recipe']})" if row["recipe"] else "–"
+        figure = f"**{ours:.2f}**" if better else f"{ours:.2f}"
+        lines.append(f"| {task} | {model} | {row['num_glimpses'] or '–'} | "
+                     f"{'–' if paper is None else f'{paper:g}'} | [{figure}](../{folder}) | "
+                     f"{row['epochs']} ({row['best_epoch']}) | {recipe} | "
+                     f"[{os.path.basename(folder)}](../{folder}) |")
+    lines += ["", "A row's folder holds `model.pdparams` (the validation-selected weights in float16 "
+              "with the options, the epoch and the RNG state that makes its test repeatable; no "
+              "optimizer state), `train.log` (the options, then a line an epoch) and `test.json` "
+              "(what its command wrote). Publishing a finished run: [history.md](history.md). "
+              "What each row's figures mean, seeds, curves and ablations, as they were read: the "
+              "dated pages of [notebook/](notebook/).", ""]
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     import sys
 
     parser = argparse.ArgumentParser(
         description="Publish a finished run as a row of results/: python checkpoint.py "
-                    "ckpt/<run> results/<task>/<row> --note '...'")
-    parser.add_argument("run", help="the run's folder (main.py's <ckpt_dir>/<run name>)")
-    parser.add_argument("destination", help="a new folder of results/")
-    parser.add_argument("--note", required=True, help="the row's note: its recipe in words")
+                    "ckpt/<run> results/<task>/<row> --note '...'; or print docs/results.md "
+                    "from results/manifest.json: python checkpoint.py --page")
+    parser.add_argument("run", nargs="?", help="the run's folder (main.py's <ckpt_dir>/<run name>)")
+    parser.add_argument("destination", nargs="?", help="a new folder of results/")
+    parser.add_argument("--note", help="the row's note: its recipe in words")
+    parser.add_argument("--paper", type=float, help="the paper's figure for the row, if it has one")
+    parser.add_argument("--page", action="store_true", help="print docs/results.md")
     args = parser.parse_args()
+    if args.page:
+        with open(MANIFEST) as f:
+            print(results_page(json.load(f)), end="")
+        sys.exit(0)
+    if not (args.run and args.destination and args.note):
+        parser.error("publishing needs the run, the destination and --note")
     try:
-        published = publish(args.run, args.destination, args.note)
+        published = publish(args.run, args.destination, args.note, args.paper)
     except CheckpointError as err:
         sys.exit(f"[!] {err}")
     print(f"[*] {published['checkpoint']}: test error {published['test_error']}%; its command: "
