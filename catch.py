@@ -7,7 +7,7 @@ stopped at the edges. When the ball reaches the bottom row the game ends, with r
 the paddle overlaps it and 0 if not, and a new game starts in the same frame (Gymnasium's
 same-step autoreset): each game is SIZE - 1 = 23 frames, and games started together stay
 together. The paper leaves open, and we chose: the ball's start column uniform over the
-row, its sideways step -1 or +1 with equal odds, the paddle starting in the middle.
+row, its sideways speed uniform in [-1, 1] pixels a frame, the paddle starting in the middle.
 
     import gymnasium as gym, catch
     games = gym.make_vec("Catch-v0", num_envs=64, vectorization_mode="vector_entry_point")
@@ -171,4 +171,28 @@ class FixedGames:
             yield games, screens
 
 
+def random_play(count, seed, dataset_seed=0, batch=1000):
+    """(caught, count): the balls that uniformly random actions (from `seed`) catch in the
+    `count` test games that main.py --is_train=False plays (--dataset_seed `dataset_seed`)."""
+    rng = np.random.default_rng(seed)
+    caught = 0
+    for games, _ in FixedGames(count, batch, dataset_seed, split=2):
+        for _ in range(FRAMES):  # a reward comes at a game's last frame alone
+            caught += int(games.step(rng.integers(0, len(ACTIONS), games.num_envs))[1].sum())
+    return caught, count
+
+
 gym.register(id="Catch-v0", entry_point=CatchEnv, vector_entry_point=CatchVectorEnv)
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="The baseline of random play: the catch rate of "
+                                     "uniformly random actions on main.py's test games.")
+    parser.add_argument("--games", type=int, default=10_000, help="test games to play")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random actions")
+    args = parser.parse_args()
+    if not 1 <= args.games <= 10**7:
+        parser.error("--games must be 1 to 10000000")
+    caught, count = random_play(args.games, args.seed)
+    print(f"[*] Random actions: Catch rate: {caught}/{count} ({100 * caught / count:.2f}%)")

@@ -132,3 +132,11 @@ def test_a_paddle_that_knows_where_the_ball_lands_catches_every_ball_and_a_chase
 
     assert play_all(landing) == 1.0
     assert 0.4 < play_all(chaser) < 0.6
+
+
+def test_random_play_catches_about_one_ball_in_twelve_the_same_every_time():
+    """The baseline the README quotes (python catch.py): random actions on the test games."""
+    caught, count = catch.random_play(2000, seed=0)
+    assert count == 2000 and 0.05 < caught / count < 0.12
+    assert catch.random_play(2000, seed=0) == (caught, count)
+    assert catch.random_play(2000, seed=1) != (caught, count)
