@@ -563,7 +563,9 @@ def publish(run, destination, note, paper=None):
         ("_random" if options["random_glimpses"] else "")
     row = {"task": options["dataset"], "image_size": options["image_size"],
            "num_distractors": options["num_distractors"],
-           "num_glimpses": options["num_glimpses"] if model.startswith("ram") else None,
+           # a baseline takes no glimpses, and the game's agent one a frame
+           "num_glimpses": (options["num_glimpses"] if model.startswith("ram")
+                            and options["dataset"] != "catch" else None),
            "model": model, "seed": options["random_seed"], "test_error": tested["test_error"],
            "paper": paper, "checkpoint": checkpoint, "command": command, "epochs": options["epochs"],
            "best_epoch": state["epoch"], "recipe": options.get("config"), "note": note}

@@ -266,9 +266,31 @@ def curves(log_path, out):
     fig.savefig(buffer, dpi=150, format="png")
     plt.close(fig)
     # 16 colours, undithered, take a quarter of full colour's bytes and look the same (two
-    # curves, a grid, text): every published row has its curves, within the clone's 30 MB.
+    # curves, a grid, text): every published row has its curves, within the clone's 35 MB.
     Image.open(buffer).convert("RGB").quantize(16, dither=Image.Dither.NONE).save(
         out, format="png", optimize=True)
+    return out
+
+
+def catch_curves(log_paths, out):
+    """Draws the game's learning curves as the PNG `out`: the validation catch rate of each
+    training log (main.py's, one a seed) against the millions of frames trained on, an
+    epoch being a million frames."""
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for path in log_paths:
+        numbers, values = read_log(path)
+        ax.plot(numbers, 100 - values[:, 3], marker=".", label=path)
+    ax.axhline(85, color="grey", linestyle="--", label="the paper: about 85%")
+    ax.set(xlabel="frames trained on (millions)", ylabel="catch rate (%)", ylim=(0, 100),
+           title="validation catch rate (1,000 games)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=120, format="png")
+    plt.close(fig)
+    Image.open(buffer).convert("RGB").quantize(16, dither=Image.Dither.NONE).save(
+        out, format="png", optimize=True)  # as curves() does: a quarter of the bytes
     return out
 
 
@@ -310,6 +332,9 @@ def main(argv=None):
     parser.add_argument("--result", default=None,
                         help="a game's test result for --figures' tracking figure (default: "
                              "the run's, <plot_dir>/test.json)")
+    parser.add_argument("--catch_curves", nargs="*", default=None, metavar="LOG",
+                        help="draw only the game's learning curves, <out_dir>/<name>_curves.png: "
+                             "the run's train.log and these other seeds' logs")
     parser.add_argument("--data_dir", default="data/MNIST", help="MNIST, for bbox.png")
     parser.add_argument("--location", type=float, nargs=2, default=[0.1, -0.15],
                         metavar=("X", "Y"), help="the glimpse of bbox.png, in [-1, 1]^2")
@@ -322,6 +347,12 @@ def main(argv=None):
         parser.error(f"--fps must be positive, got {args.fps}")
     name = os.path.basename(os.path.normpath(args.plot_dir))
     try:
+        if args.catch_curves is not None:
+            os.makedirs(args.out_dir, exist_ok=True)
+            path = catch_curves([os.path.join(args.plot_dir, "train.log")] + args.catch_curves,
+                                os.path.join(args.out_dir, f"{name}_curves.png"))
+            print(f"[*] {path}")
+            return
         saved = load_glimpses(args.plot_dir, args.epoch)
         retina = retina_of(saved, args)
         out = args.out or os.path.join(args.out_dir, name, f"glimpses_epoch{saved['epoch']}.gif")

@@ -131,3 +131,17 @@ def test_a_games_gif_has_a_frame_per_frame_and_its_tracking_figure_is_drawn(tmp_
     with Image.open(tmp_path / "out" / "catch_run" / "glimpses_epoch3.gif") as gif:
         assert gif.n_frames == 23
     assert (tmp_path / "out" / "catch_run_tracking.png").stat().st_size > 1000
+
+
+def test_the_games_curves_draw_each_seeds_log_without_glimpse_files(tmp_path):
+    run, other = tmp_path / "run", tmp_path / "seed2.log"
+    run.mkdir()
+    line = ("epoch {} lr 1e-3 train_loss -0.1 max_batch_loss 0.2 max_batch_term reinforce "
+            "train_acc {} valid_loss -0.1 valid_acc {} valid_err {} seconds 1 samples_per_s 1\n")
+    for path, accs in [(run / "train.log", (10, 50, 90)), (other, (12, 40, 80))]:
+        path.write_text("".join(line.format(i + 1, a, a, 100 - a) for i, a in enumerate(accs)))
+    plot_glimpses.main(["--plot_dir", str(run), "--catch_curves", str(other),
+                        "--out_dir", str(tmp_path / "out")])
+    assert Image.open(tmp_path / "out" / "run_curves.png").size[0] > 300
+    assert "no training log" in refusal(plot_glimpses.main, "--plot_dir", str(tmp_path / "none"),
+                                        "--catch_curves")
