@@ -7,6 +7,7 @@
     python benchmark.py --json           # one JSON line instead of the table
     python benchmark.py --inference      # the exported model (Paddle Inference) against dygraph
     python benchmark.py --catch          # the game's training frames a second
+    python benchmark.py --floor          # each task beside its floor: its matrix products alone
 
 It also times the paper's canvas tasks (cluttered 60x60 with 3 scales, 100x100 with 4,
 12x12 patches, 8 glimpses, std 0.1): a training step and evaluation with M=10 on
@@ -191,12 +192,13 @@ def train_steps(trainer, batches, steps):
     float(trainer.model.rnn.i2h.weight.sum())  # wait for the device
 
 
-def canvas_setup(side, distractors, scales, num_batches, digits):
+def canvas_setup(side, distractors, scales, num_batches, digits, batch_size=128):
     """A Trainer of the paper's model for a canvas task, as main.py builds it, and
-    num_batches batches of its canvases made from digits."""
+    num_batches batches of batch_size of its canvases made from digits."""
     config = get_config(["--dataset", "cluttered", "--image_size", str(side), "--num_distractors",
                          str(distractors), "--patch_size", "12", "--num_patches", str(scales),
-                         "--glimpse_scale", "2", "--num_glimpses", "8", "--std", "0.1"])
+                         "--glimpse_scale", "2", "--num_glimpses", "8", "--std", "0.1",
+                         "--batch_size", str(batch_size)])
     count = config.batch_size * num_batches
     canvases, _ = make_canvases(digits[:count], side, distractors, 8, np.random.default_rng(0))
     pixels = (canvases[:, None] / np.float32(255)).astype("float32")  # as CanvasDataset gives
@@ -245,6 +247,99 @@ def catch_speed(args):
         name = f"train catch, {label}: {config.batch_size * config.train_paths} games (frames/s)"
         rates[name] = spread([args.train_steps * frames / t for t in times])
     return rates
+
+
+def linear_calls(model, run):
+    """What run() asks of model's nn.Linear layers: for each call, the input's shape, the
+    weight's shape and whether a gradient flows back to the input (dx)."""
+    calls = []
+
+    def record(layer, inputs, output):
+        calls.append((inputs[0].shape, layer.weight.shape, not inputs[0].stop_gradient))
+
+    hooks = [layer.register_forward_post_hook(record) for layer in model.sublayers()
+             if isinstance(layer, paddle.nn.Linear)]
+    try:
+        run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return calls
+
+
+def products_times(calls, backward, repeats):
+    """Seconds of the matrix products of `calls` alone (linear_calls'), back to back on
+    preallocated tensors of the same shapes: each forward product and, with backward, each
+    weight gradient (x^T dy) and input gradient (dy W^T) where one flows. No step of RAM
+    can take less: this is its floor on this machine."""
+    work = [(paddle.rand(x), paddle.rand(w), paddle.rand([x[0], w[1]]), dx) for x, w, dx in calls]
+
+    def run():
+        for x, w, dy, dx in work:
+            paddle.matmul(x, w)
+            if backward:
+                paddle.matmul(x, dy, transpose_x=True)
+                if dx:
+                    paddle.matmul(dy, w, transpose_y=True)
+
+    return time_runs(run, repeats)
+
+
+def floor_task(trainer, batches, args):
+    """Training and evaluation (M=10) images/s of one task now, beside its floor (the same
+    step's matrix products alone) and the share of the floor reached, medians."""
+    config = trainer.config
+    batch = config.batch_size
+    train_calls = linear_calls(trainer.model, lambda: trainer.train_step(*batches[0]))
+    eval_calls = linear_calls(trainer.model, lambda: evaluate(trainer.model, batches[:1], config.M))
+    train_now = time_runs(lambda: train_steps(trainer, batches, args.train_steps), args.repeats)
+    eval_now = time_runs(lambda: evaluate(trainer.model, batches[:args.eval_batches], config.M),
+                         args.repeats)
+    train_floor = products_times(train_calls, True, args.repeats)
+    eval_floor = products_times(eval_calls, False, args.repeats)
+    figures = {
+        "train now": args.train_steps * batch / statistics.median(train_now),
+        "train floor": batch / statistics.median(train_floor),
+        "eval now": args.eval_batches * batch / statistics.median(eval_now),
+        "eval floor": batch / statistics.median(eval_floor)}
+    figures["train share"] = figures["train now"] / figures["train floor"]
+    figures["eval share"] = figures["eval now"] / figures["eval floor"]
+    return figures
+
+
+def floor_table(args, images, labels, digits):
+    """floor_task of 28x28 (main.py's defaults) and the two cluttered canvas tasks, at each
+    batch of --floor_batches: {batch: {task: figures}}."""
+    table = {}
+    batches_needed = max(args.train_steps, args.eval_batches)
+    for batch in args.floor_batches:
+        config = get_config(["--batch_size", str(batch)])
+        with paddle.utils.unique_name.guard():
+            trainer = Trainer(config)
+        count = batch * batches_needed
+        table[batch] = {"28x28, 6 glimpses": floor_task(
+            trainer, as_batches(images[:count], labels[:count], batch), args)}
+        for name, side, distractors, scales in CANVAS_TASKS:
+            trainer, task_batches = canvas_setup(side, distractors, scales, batches_needed, digits,
+                                                 batch)
+            table[batch][f"{name}, 8 glimpses, {scales} scales"] = floor_task(trainer, task_batches,
+                                                                              args)
+    return table
+
+
+def print_floor(table, threads):
+    print(f"paddle {paddle.__version__}, {threads} thread(s); images a second, medians; the floor "
+          f"is the same step's matrix products alone, timed in this run\n")
+    for batch, tasks in table.items():
+        print(f"batch {batch}:\n")
+        print("| task | training: floor | training: now | share | evaluation M=10: floor | "
+              "evaluation: now | share |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for name, f in tasks.items():
+            print(f"| {name} | {f['train floor']:,.0f} | {f['train now']:,.0f} | "
+                  f"{100 * f['train share']:.0f}% | {f['eval floor']:,.0f} | {f['eval now']:,.0f} | "
+                  f"{100 * f['eval share']:.0f}% |")
+        print()
 
 
 def inference_speed(args, threads):
@@ -309,6 +404,11 @@ def main(argv=None):
                              "model in Paddle Inference")
     parser.add_argument("--catch", action="store_true",
                         help="the game's training frames a second (configs/catch.toml)")
+    parser.add_argument("--floor", action="store_true",
+                        help="each task's training and evaluation beside its floor: the same "
+                             "step's matrix products alone")
+    parser.add_argument("--floor_batches", type=int, nargs="+", default=[128, 20],
+                        help="the batches of --floor's tables")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs of each measurement")
     parser.add_argument("--train_steps", type=int, default=15, help="training steps per run")
     parser.add_argument("--eval_batches", type=int, default=3, help="evaluation batches per run")
@@ -340,6 +440,14 @@ def main(argv=None):
         print(f"Paddle's profiler over 20 training steps of {args.operators}, {threads} "
               f"thread(s), by operator:")
         operator_profile(trainer, batches, 20)
+        return
+    if args.floor:
+        table = floor_table(args, images, labels, read_digits(args.data_dir, "train")[0])
+        if args.json:
+            print(json.dumps({batch: {task: {k: round(v, 3) for k, v in f.items()}
+                                      for task, f in tasks.items()} for batch, tasks in table.items()}))
+        else:
+            print_floor(table, threads)
         return
     if args.catch:
         rates = catch_speed(args)

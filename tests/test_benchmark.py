@@ -3,10 +3,16 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 
+import numpy as np
+import paddle
 import pytest
 
+import benchmark
+from config import get_config
 from tests.helpers import ROOT
+from trainer import Trainer
 
 TINY = ["--json", "--repeats", "2", "--train_steps", "1", "--eval_batches", "1",
         "--retina_calls", "1"]
@@ -90,3 +96,34 @@ def test_the_games_training_frames_a_second_at_64_games_and_the_recipes_batch():
     assert [name.split(":")[0] for name in result] == [
         "train catch, 64 games a batch", "train catch, the recipe's batch"]
     assert all(frames > 0 for frames in result.values())
+
+
+def test_the_floor_table_has_each_task_at_each_batch_and_shares_of_its_own_figures():
+    result = run_benchmark("--floor", "--floor_batches", "32", "8")
+    assert list(result) == ["32", "8"]
+    for tasks in result.values():
+        assert [name.split(",")[0] for name in tasks] == ["28x28", "60x60", "100x100"]
+        for f in tasks.values():
+            for what in ("train", "eval"):
+                assert f[f"{what} now"] > 0 and f[f"{what} floor"] > 0
+                assert f[f"{what} share"] == pytest.approx(f[f"{what} now"] / f[f"{what} floor"],
+                                                          rel=0.01, abs=0.002)
+
+
+def test_the_floor_counts_each_product_of_a_step_forward_and_backward():
+    """28x28 with the defaults: per glimpse (T = 6) fc1..fc4, i2h, the locator's two layers
+    and the baseline's; h2h from the second glimpse on (h_0 = 0); the classifier once. The
+    backward pass needs dx only where a gradient flows: not into phi, l or the detached h of
+    the locator and baseline, but into the locator's hidden layer from fc_lt."""
+    config = get_config(["--batch_size", "4"])
+    trainer = Trainer(config)
+    x = paddle.to_tensor(np.random.default_rng(0).standard_normal((4, 1, 28, 28)).astype("float32"))
+    calls = benchmark.linear_calls(trainer.model,
+                                   lambda: trainer.train_step(x, paddle.to_tensor([1, 2, 3, 4])))
+    counts = Counter((tuple(w), dx) for _, w, dx in calls)
+    assert counts == {((64, 128), False): 6, ((2, 128), False): 6,  # fc1 on phi, fc2 on l
+                      ((128, 256), True): 12,  # fc3, fc4
+                      ((256, 256), True): 6 + 5,  # i2h, h2h
+                      ((256, 128), False): 6, ((128, 2), True): 6,  # the locator
+                      ((256, 1), False): 6, ((256, 10), True): 1}  # baseline, classifier
+    assert all(x[0] == 4 for x, _, _ in calls)
