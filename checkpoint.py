@@ -209,7 +209,15 @@ def read(path, keys=TEST_KEYS):
     if missing or not isinstance(state["config"], dict) or not isinstance(state["model"], dict):
         raise CheckpointError(f"{path}: not a whole RAM-Paddle checkpoint (it lacks "
                               f"{', '.join(missing) or 'a model or config dict'})")
-    state[UNVOUCHED] = digest_problem(state)  # of the file as it is, before defaults fill in
+    problem = structure_problem(state)
+    if problem:
+        raise CheckpointError(f"{path}: not shaped as a RAM-Paddle checkpoint ({problem}); "
+                              f"delete it or retrain")
+    try:
+        state[UNVOUCHED] = digest_problem(state)  # of the file as it is, before defaults fill in
+    except RecursionError:  # nesting no checkpoint has, which the digest's walk cannot follow
+        raise CheckpointError(f"{path}: not shaped as a RAM-Paddle checkpoint (nested too "
+                              f"deep); delete it or retrain") from None
     problem = field_problem(state)
     if problem:
         raise CheckpointError(f"{path}: {problem}; delete it or retrain")
@@ -224,6 +232,28 @@ def read(path, keys=TEST_KEYS):
         raise CheckpointError(f"{path}: its model options are not RAM-Paddle's "
                               f"({type(err).__name__}: {err})") from None
     return state
+
+
+def structure_problem(state):
+    """Why state is not shaped as main.py saves a checkpoint, or None: keys that are strings
+    (no Python or Paddle internals: __class__, StructuredToParameterName@@) at its top and in
+    its config, weights and model options; weights that are arrays; whole numbers of at most
+    64 bits. What follows (digests, options, argparse) then meets only what it expects."""
+    mappings = [("the checkpoint", state), ("its config", state["config"]),
+                ("its weights", state["model"]), ("its model options", state.get("model_args", {}))]
+    for where, mapping in mappings:
+        if not isinstance(mapping, dict):
+            return f"{where} is a {type(mapping).__name__}, not a dict"
+        for key in mapping:
+            if not isinstance(key, str) or key.startswith("__") or key.endswith("@@"):
+                return f"{where} has the key {str(key)[:40]!r} of type {type(key).__name__}"
+    for name, value in state["model"].items():
+        if not isinstance(value, (np.ndarray, paddle.Tensor)):
+            return f"its weight {name[:40]!r} is a {type(value).__name__}, not an array"
+    for name, value in [*state.items(), *state["config"].items()]:
+        if isinstance(value, int) and not -2**63 <= value < 2**63:
+            return f"its {name[:40]!r} is a whole number of more than 64 bits"
+    return None
 
 
 def digest_problem(state):
@@ -254,7 +284,7 @@ def field_problem(state):
         return f"its best_valid_acc is {state.get('best_valid_acc')!r}, not a percentage"
     if not (isinstance(rng, list) and rng
             and all(type(item).__name__ == "GeneratorState" for item in rng)):
-        return f"its rng_state is {str(rng)[:40]!r}, not Paddle's RNG state"
+        return f"its rng_state is a {type(rng).__name__}, not Paddle's RNG state"
     if "counter" in state and not whole(state["counter"]):
         return f"its counter is {state['counter']!r}, not a count of epochs"
     if "optimizer" in state and not isinstance(state["optimizer"], dict):

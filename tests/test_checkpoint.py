@@ -137,6 +137,30 @@ def test_a_checkpoints_every_field_is_checked_before_it_is_used(tmp_path, name, 
     assert reason in done.stderr and done.stderr.count("\n") == 1, done.stderr[-500:]
 
 
+@pytest.mark.parametrize("change,reason", [
+    (lambda s: s["config"].update({1: 5}), "its config has the key '1' of type int"),
+    (lambda s: s["config"].update({None: 5}), "its config has the key 'None'"),
+    (lambda s: s["config"].update(__class__=5), "its config has the key '__class__'"),
+    (lambda s: s["model"].update({3: s["model"]["rnn.i2h.weight"]}), "its weights has the key '3'"),
+    (lambda s: s.update(epoch=10**5000), "its 'epoch' is a whole number of more than 64 bits"),
+    (lambda s: s["config"].update(epochs=10**5000), "its 'epochs' is a whole number of more"),
+    (lambda s: s.update({"StructuredToParameterName@@": {}}), "is a tuple, not an array"),
+])
+def test_a_checkpoint_of_keys_or_numbers_main_py_never_saves_is_refused_in_one_line(
+        tmp_path, change, reason):
+    """N8: keys that are not strings or are Python's internals, weights that are not arrays
+    and numbers too long to print were tracebacks (argparse, sorted, the digests)."""
+    with open(MNIST_6, "rb") as f:
+        state = pickle.load(f)
+    change(state)
+    path = tmp_path / "crafted.pdparams"
+    with open(path, "wb") as f:
+        pickle.dump(state, f, protocol=3)
+    with pytest.raises(checkpoint.CheckpointError, match="not shaped as a RAM-Paddle checkpoint") as err:
+        checkpoint.read(str(path))
+    assert reason in str(err.value) and "\n" not in str(err.value)
+
+
 def test_the_digest_of_a_new_checkpoint_covers_adams_state(tmp_path):
     """D4: a bit flipped in Adam's moments, which no weight digest saw, is caught."""
     config = get_config(tiny_args(tmp_path, "--epochs", "1"))
