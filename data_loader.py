@@ -154,9 +154,16 @@ def folder_classes(data_dir):
 
 def class_folders(root):
     """The sorted names of root's sub-folders that are classes: not hidden ones, such as
-    .ipynb_checkpoints or .git."""
-    return sorted(entry.name for entry in os.scandir(root)
-                  if entry.is_dir() and not entry.name.startswith("."))
+    .ipynb_checkpoints or .git. A link that loops (x -> x) is refused: DataError."""
+    classes = []
+    for entry in os.scandir(root):
+        try:
+            if entry.is_dir() and not entry.name.startswith("."):
+                classes.append(entry.name)
+        except OSError as err:  # is_dir() follows links: ELOOP
+            raise DataError(f"{entry.path}: {err.strerror}; a class folder must be a folder or "
+                            f"a link to one") from None
+    return sorted(classes)
 
 
 def image_files(folder):

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from data_loader import (CanvasDataset, Canvases, DataError, EpochShuffler, get_test_loader,
+from data_loader import (CanvasDataset, Canvases, DataError, EpochShuffler, folder_classes, get_test_loader,
                          get_train_valid_loaders, load_canvases, load_mnist, make_canvases,
                          train_valid_split)
 from tests.helpers import MNIST_DIR, write_fake_mnist, write_idx
@@ -235,3 +235,11 @@ def test_a_link_between_class_or_split_folders_is_refused_not_counted_twice(tmp_
     os.symlink(os.path.join(root, "test", "dot"), os.path.join(root, "train", "dot", "more"))
     with pytest.raises(DataError, match="is in test/ too"):
         load_folder(root, "train", folder)
+
+
+def test_a_class_folder_link_that_loops_is_refused_in_one_line(tmp_path):
+    """N8: os.scandir's is_dir() raised ELOOP out of class_folders as a traceback."""
+    (tmp_path / "train").mkdir()
+    os.symlink("x", tmp_path / "train" / "x")
+    with pytest.raises(DataError, match="Too many levels of symbolic links; a class folder"):
+        folder_classes(str(tmp_path))
