@@ -36,7 +36,9 @@ from utils import atomic_write_text, exit_on_signals, remove_orphans
 OUTPUTS = ["log_probas", "probabilities", "locations"]  # the graph's outputs, in order
 MODEL_FILES = ("inference.json", "inference.pdiparams")  # paddle.jit.save's graph and weights
 # 2: ram.json holds the digests of MODEL_FILES (format 1, without them, is refused).
-FORMAT = "RAM-Paddle inference model 2"
+# 3: and the digest of its own contents (INFO_DIGEST): a flipped option is refused too.
+FORMAT = "RAM-Paddle inference model 3"
+INFO_DIGEST = "ram_json_sha256"
 
 
 class Episodes(nn.Layer):
@@ -127,6 +129,7 @@ def save_inference_model(model, config, output, M=10, deterministic=False, draws
         info = {"format": FORMAT, **about, "M": layer.M, "deterministic": deterministic,
                 "inputs": [s.name for s in spec], "outputs": OUTPUTS, "files": files,
                 **{name: getattr(config, name) for name in MODEL_OPTIONS + TASK_OPTIONS}}
+        info[INFO_DIGEST] = info_digest(info)
         atomic_write_text(json.dumps(info, indent=2) + "\n", staged + ".ram.json")
         for name in MODEL_FILES:
             os.replace(staged + os.path.splitext(name)[1], os.path.join(output, name))
@@ -148,6 +151,12 @@ def loads_back(prefix):
     except Exception as err:  # its C++ errors on a truncated or damaged file
         raise OSError(errno.EIO, f"the traced model does not load back ({type(err).__name__}; "
                                  f"a full disk?)", prefix + ".pdiparams") from None
+
+
+def info_digest(info):
+    """SHA-256 of ram.json's contents but their own digest (INFO_DIGEST), keys sorted."""
+    rest = {key: value for key, value in info.items() if key != INFO_DIGEST}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
 
 
 def file_digest(path):

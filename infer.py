@@ -31,7 +31,7 @@ from config import (LIMITS, OneLineParser, saved_options_problem, str2bool,
                     writes_into_results)
 from data_loader import (IMAGE_EXTENSIONS, DataError, prepare, read_image,
                          resize_images)
-from export_model import FORMAT, MODEL_FILES, OUTPUTS, file_digest
+from export_model import FORMAT, INFO_DIGEST, MODEL_FILES, OUTPUTS, file_digest, info_digest
 from utils import atomic_write, exit_on_signals
 
 MIN_SIDE = 4  # pixels: smaller arrays are refused (an (N, H, W, C) array would pass as NCHW)
@@ -47,10 +47,15 @@ def read_model_info(model_dir):
     try:
         with open(path) as f:
             info = json.load(f)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: nested too deep
         raise InferError(f"{path}: unreadable ({type(err).__name__}); export a model with "
                          f"python export_model.py --checkpoint PATH --output {model_dir}") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT or info.get("outputs") != OUTPUTS:
+        raise InferError(f"{path}: not a model of this export_model.py; export it again")
+    if info.get(INFO_DIGEST) != info_digest(info):
+        raise InferError(f"{path}: its contents are not those it was exported with (damaged or "
+                         f"edited: its {INFO_DIGEST} differs); export the model again")
+    if any(not isinstance(key, str) or key.startswith("__") for key in info):
         raise InferError(f"{path}: not a model of this export_model.py; export it again")
     problem = saved_options_problem({key: value for key, value in info.items()
                                      if key not in ("checkpoint", "epoch")})
@@ -135,6 +140,25 @@ def is_image_file(entry):
                 and entry.is_file())
     except OSError:
         return False
+
+
+def graph_input_shape(model_dir):
+    """The shape of the images the exported graph takes, [-1, C, H, W], from the data op
+    named "images" of inference.json (Paddle Inference checks none on its own: a graph fed
+    images of another size predicts garbage). [] if the graph has no such op."""
+    with open(os.path.join(model_dir, "inference.json")) as f:
+        todo = [json.load(f)]
+    while todo:  # the graph's JSON, walked without recursion
+        node = todo.pop()
+        if isinstance(node, dict):
+            attributes = {a.get("N"): a.get("AT", {}).get("D") for a in node.get("A", [])
+                          if isinstance(a, dict)}
+            if node.get("#") == "1.data" and attributes.get("name") == "images":
+                return list(attributes.get("shape") or [])
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    return []
 
 
 def make_predictor(model_dir, threads, onednn, use_gpu):
@@ -242,6 +266,11 @@ def main(argv=None):
     except Exception as err:  # Paddle Inference's C++ errors on a graph it cannot load
         sys.exit(f"[!] {args.model_dir}: Paddle Inference cannot load the model "
                  f"({type(err).__name__}); export it again")
+    takes = graph_input_shape(args.model_dir)[1:]
+    if takes != [info["channels"], info["image_size"], info["image_size"]]:
+        sys.exit(f"[!] {args.model_dir}: the graph takes images of {takes}, not the "
+                 f"{[info['channels'], info['image_size'], info['image_size']]} of its ram.json "
+                 f"(another export's graph?); export the model again")
     first = None
     for start in range(0, len(prepared), args.batch_size):
         outputs = predict(predictor, prepared[start:start + args.batch_size])

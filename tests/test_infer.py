@@ -1,13 +1,14 @@
 """infer.py: images of every kind prepared as the training data, one JSON line each."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from data_loader import Canvases, CanvasDataset, load_canvases, load_mnist, prepare, read_digits
-from export_model import export
+from export_model import INFO_DIGEST, export, info_digest
 from infer import gather_images, main
 from tests.helpers import MNIST_DIR, ROOT, refusal
 
@@ -150,6 +151,28 @@ def test_an_export_cut_short_or_damaged_is_refused_not_run(model_dir, tmp_path):
     data[len(data) // 2] ^= 0x40
     open(params, "wb").write(bytes(data))
     assert "is not the file" in refusal(main, "--model_dir", flipped, "--images", folder)
+
+
+def test_a_flipped_option_of_ram_json_or_a_graph_of_another_size_is_refused(model_dir, tmp_path):
+    """N4: ram.json's options were under no digest (image_size 60 -> 64 classed every image
+    "1"), and a graph of another size beside a ram.json whose digests were made to match it
+    predicted; now ram.json carries its own digest and the graph's input is checked."""
+    digits, _ = read_digits(MNIST_DIR, "test")
+    folder = write_pngs(tmp_path / "digits", digits[:2])
+    flipped = tmp_path / "flipped"
+    shutil.copytree(model_dir, flipped)
+    text = (flipped / "ram.json").read_text()
+    (flipped / "ram.json").write_text(text.replace('"image_size": 28', '"image_size": 29'))
+    assert "its ram_json_sha256 differs" in refusal(main, "--model_dir", str(flipped), "--images", folder)
+    forged = tmp_path / "forged"
+    shutil.copytree(model_dir, forged)
+    info = json.loads((forged / "ram.json").read_text())
+    info["image_size"] = 60  # a 60x60 ram.json, digests and all, over the 28x28 graph
+    info["dataset"] = "translated"
+    info[INFO_DIGEST] = info_digest(info)
+    (forged / "ram.json").write_text(json.dumps(info))
+    assert "the graph takes images of [1, 28, 28], not the [1, 60, 60]" in refusal(
+        main, "--model_dir", str(forged), "--images", folder)
 
 
 def test_inputs_that_would_crash_or_hang_are_refused_in_one_line(model_dir, tmp_path, monkeypatch):
