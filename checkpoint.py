@@ -152,13 +152,49 @@ class ForbiddenGlobal(pickle.UnpicklingError):
     """A pickle asks for something outside ALLOWED_GLOBALS."""
 
 
-class CheckedUnpickler(pickle.Unpickler):
-    """Unpickles only ALLOWED_GLOBALS."""
+class CheckedUnpickler(pickle._Unpickler):
+    """Unpickles only ALLOWED_GLOBALS, and dicts keyed by plain values (no sets): a key that
+    is a structure, such as a DAG of tuples, would be hashed for hours while the pickle
+    loads, deaf to signals. Python's own unpickler, not its C one, so that the opcodes that
+    make dicts and sets can be checked; a checkpoint holds few objects, its arrays as bytes."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
 
     def find_class(self, module, name):
         if (module, name) not in ALLOWED_GLOBALS:
             raise ForbiddenGlobal(f"it would run {module}.{name}")
         return super().find_class(module, name)
+
+    @staticmethod
+    def check_keys(keys):
+        for key in keys:
+            if not isinstance(key, (str, int, float, bytes, type(None))):
+                raise ForbiddenGlobal(f"it keys a dict by a {type(key).__name__}")
+
+    def load_setitem(self):
+        self.check_keys([self.stack[-2]])
+        value, key = self.stack.pop(), self.stack.pop()
+        self.stack[-1][key] = value
+
+    def load_setitems(self):
+        items = self.pop_mark()
+        self.check_keys(items[0::2])
+        for key, value in zip(items[0::2], items[1::2]):
+            self.stack[-1][key] = value
+
+    def load_dict(self):
+        items = self.pop_mark()
+        self.check_keys(items[0::2])
+        self.append(dict(zip(items[0::2], items[1::2])))
+
+    def load_set(self):
+        raise ForbiddenGlobal("it would build a set")
+
+    dispatch[pickle.SETITEM[0]] = load_setitem
+    dispatch[pickle.SETITEMS[0]] = load_setitems
+    dispatch[pickle.DICT[0]] = load_dict
+    for opcode in (pickle.EMPTY_SET, pickle.ADDITEMS, pickle.FROZENSET):
+        dispatch[opcode[0]] = load_set
 
 
 class Oversized(pickle.UnpicklingError):
@@ -167,8 +203,9 @@ class Oversized(pickle.UnpicklingError):
 
 def check_expansion(obj, file_bytes):
     """Raise Oversized if obj, every reference counted anew as paddle.load copies it, holds
-    more than MAX_OBJECTS objects or MAX_EXPANSION times the file's bytes of arrays: a
-    small file of shared references would otherwise take paddle.load hours or gigabytes."""
+    more than MAX_OBJECTS objects or MAX_EXPANSION times the file's bytes of arrays and
+    strings, or an array of objects: a small file of shared references would otherwise take
+    paddle.load, or the digest, hours or gigabytes."""
     objects, array_bytes, limit = 0, 0, MAX_EXPANSION * file_bytes + 2**20
     stack = [obj]
     while stack:
@@ -179,7 +216,11 @@ def check_expansion(obj, file_bytes):
         elif isinstance(value, (list, tuple)):
             stack.extend(value)
         elif isinstance(value, np.ndarray):
+            if value.dtype == object:  # what it holds would be walked by no one
+                raise Oversized("it holds an array of Python objects")
             array_bytes += value.nbytes
+        elif isinstance(value, (str, bytes)):  # one long string named many times: the
+            array_bytes += len(value)  # digest would hash each naming
         if objects > MAX_OBJECTS or array_bytes > limit:
             raise Oversized(f"it expands to over {objects} objects or {array_bytes} bytes of "
                             f"arrays")

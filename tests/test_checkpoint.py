@@ -191,6 +191,25 @@ def test_unpickling_is_bounded_in_objects_and_bytes(tmp_path):
         assert done.returncode == 2 and "expands to over" in done.stderr, done.stderr[-300:]
 
 
+def test_crafted_keys_sets_strings_and_object_arrays_are_refused_at_once(tmp_path):
+    """N3: a tuple DAG as a dict key or in a set (at 40 levels, hashed for hours while the
+    pickle loaded, deaf to Ctrl-C), one long string named many times (the digest hashed it each
+    time) and an array of Python objects bypassed the unpickling bound."""
+    node = ()
+    for _ in range(20):  # 20 levels: what makes the test's own dict costs 2^20 hashing steps
+        node = (node, node)
+    many = "x" * 2**20
+    crafted = {"dag_key": {"model": {}, "config": {node: 1}},
+               "dag_set": {"model": {}, "config": {"x": frozenset([node])}},
+               "strings": {"model": {}, "config": {"x": [many] * 5000}},
+               "objects": {"model": {}, "config": {"x": np.array([[1], [2, 3]], dtype=object)}}}
+    for name, state in crafted.items():
+        path = tmp_path / f"{name}.pdparams"
+        path.write_bytes(pickle.dumps(state, protocol=4))
+        with pytest.raises(checkpoint.CheckpointError, match="not a RAM-Paddle checkpoint"):
+            checkpoint.read(str(path))
+
+
 def test_a_runs_best_checkpoint_kept_as_float32_weights_tests_as_the_whole_one(tmp_path):
     """runs/ carries a run's best checkpoint as weights only, in float32 (weights_only with
     half=False): testing it gives the whole checkpoint's figure."""
