@@ -1,6 +1,7 @@
 """search.py: a random search whose trials are normal runs scored on validation, shared by
 several workers through one study, and carried on after a worker is killed."""
 import glob
+import itertools
 import os
 import signal
 import subprocess
@@ -54,7 +55,10 @@ def test_two_workers_share_a_study_and_a_killed_one_is_taken_up_without_repeatin
         with open(log) as f:
             lines = f.read().splitlines()
         assert sum(line.startswith("# started") for line in lines) == 1, log
-        assert [line.split()[1] for line in lines if line.startswith("epoch")] == ["1", "2", "3"]
+        epochs = [line.split()[1] for line in lines if line.startswith("epoch")]
+        # A kill between an epoch's log line and its checkpoint repeats that line when the
+        # run resumes (docs/reliability.md): the same epoch twice in a row, nothing else.
+        assert [epoch for epoch, _ in itertools.groupby(epochs)] == ["1", "2", "3"], epochs
     with open(os.path.join(os.path.dirname(killed), "train.log")) as f:
         assert "# resumed after epoch" in f.read()
     # each trial's score is the smallest validation error of its own log
