@@ -170,6 +170,23 @@ class CheckedUnpickler(pickle._Unpickler):
         for key in keys:
             if not isinstance(key, (str, int, float, bytes, type(None))):
                 raise ForbiddenGlobal(f"it keys a dict by a {type(key).__name__}")
+            if key == "UnpackBigParamInfor@@":  # paddle.load would join slices of arrays
+                raise ForbiddenGlobal("it holds arrays in slices, as no checkpoint here does")
+
+    def load_reduce(self):
+        """The calls an allowed global makes, bounded: no array over a buffer of the file's
+        choosing (numpy.ndarray called directly: a zero-stride view of 4 bytes can claim
+        gigabytes), tuple() of a list or tuple alone (paddle.save's (name, array) of a weight),
+        a tensor rebuilt from an array alone."""
+        func, args = self.stack[-2], self.stack[-1]
+        if func is np.ndarray:
+            raise ForbiddenGlobal("it would make an array over a buffer of its own")
+        if func is tuple and not (len(args) == 1 and isinstance(args[0], (list, tuple))):
+            raise ForbiddenGlobal("it would make a tuple of something else than a sequence")
+        if getattr(func, "__name__", "") == "_rebuild_tensor" and not (
+                args and isinstance(args[0], np.ndarray)):
+            raise ForbiddenGlobal("it would make a tensor of something else than an array")
+        super().load_reduce()
 
     def load_setitem(self):
         self.check_keys([self.stack[-2]])
@@ -190,6 +207,7 @@ class CheckedUnpickler(pickle._Unpickler):
     def load_set(self):
         raise ForbiddenGlobal("it would build a set")
 
+    dispatch[pickle.REDUCE[0]] = load_reduce
     dispatch[pickle.SETITEM[0]] = load_setitem
     dispatch[pickle.SETITEMS[0]] = load_setitems
     dispatch[pickle.DICT[0]] = load_dict

@@ -210,6 +210,33 @@ def test_crafted_keys_sets_strings_and_object_arrays_are_refused_at_once(tmp_pat
             checkpoint.read(str(path))
 
 
+class Call:
+    """Pickles as a call of func(*args) (REDUCE), as a crafted file would hold it."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def test_allowed_calls_that_would_build_gigabytes_are_refused_at_once(tmp_path):
+    """N3: allowed globals called with crafted arguments: an array over 4 bytes of the file
+    with a zero stride (6.6 GB once rebuilt as a tensor), tuple() of such an array, a tensor
+    rebuilt from a list DAG (4.4 GB), arrays in slices for paddle.load to join (2.3 GB)."""
+    from paddle.base.dygraph.math_op_patch import _rebuild_tensor
+
+    zero_stride = Call(np.ndarray, (2**29,), np.float32, b"\0" * 4, 0, (0,))
+    crafted = {"ndarray": zero_stride, "tuple": Call(tuple, np.zeros(3, np.float32)),
+               "rebuild": Call(_rebuild_tensor, [[1.0, 2.0]], "float32", "cpu", False),
+               "slices": {"UnpackBigParamInfor@@": {}}}
+    for name, payload in crafted.items():
+        path = tmp_path / f"{name}.pdparams"
+        path.write_bytes(pickle.dumps({"model": {}, "config": {"x": payload}}, protocol=3))
+        with pytest.raises(checkpoint.CheckpointError, match="ForbiddenGlobal: it "):
+            checkpoint.read(str(path))
+
+
 def test_a_runs_best_checkpoint_kept_as_float32_weights_tests_as_the_whole_one(tmp_path):
     """runs/ carries a run's best checkpoint as weights only, in float32 (weights_only with
     half=False): testing it gives the whole checkpoint's figure."""
