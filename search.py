@@ -79,7 +79,12 @@ def objective(args):
         elif os.path.isdir(folder):  # this trial's own start, killed before its first epoch
             shutil.rmtree(folder)  # ended: nothing to resume, and main.py keeps what is there
         trial.set_user_attr("run", folder)
-        done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True)
+        except KeyboardInterrupt:  # Ctrl-C: it reached the trial's main.py too
+            stopped(args)
+
         if done.returncode != 0:
             lines = done.stderr.strip().splitlines() or ["no message"]
             raise RuntimeError(f"trial {number}: main.py exited {done.returncode}: {lines[-1]}")
@@ -88,6 +93,17 @@ def objective(args):
             raise RuntimeError(f"trial {number}: its log has no validation error")
         return error
     return run
+
+
+def stopped(args):
+    """End this worker at once on Ctrl-C, as a kill would: its trial stays `running` in the
+    study (Optuna would mark it failed, never to be taken up again), so that the next worker
+    to start takes it up after --grace seconds and resumes its run from its checkpoint."""
+    if not args.child:
+        print("[!] search.py stopped by SIGINT; a trial under way resumes from its last "
+              "checkpoint when a worker starts again (after --grace seconds)", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def study_of(args):
@@ -186,7 +202,12 @@ def main(argv=None):
             # a seed each, so that two workers never draw the same settings
             workers = [subprocess.Popen(me + ["--seed", str(args.seed + i), "--", *main_args])
                        for i in range(args.workers)]
-            codes = [worker.wait() for worker in workers]
+            try:
+                codes = [worker.wait() for worker in workers]
+            except KeyboardInterrupt:  # each worker got it too, and ends as stopped() says
+                for worker in workers:
+                    worker.wait()
+                stopped(args)
             if any(codes):
                 sys.exit(f"[!] workers exited {codes}")
     if not args.child:
@@ -194,4 +215,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # between trials: no run was under way
+        sys.exit("[!] search.py stopped by SIGINT between trials")

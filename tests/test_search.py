@@ -80,3 +80,19 @@ def test_what_search_sets_itself_is_refused(tmp_path, option):
                            "--sample", "std=0.1:0.2", "--", option, "y"], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 2 and "search.py's to set" in done.stderr
+
+
+def test_ctrl_c_stops_the_search_in_one_line_and_keeps_the_trials_checkpoint(tmp_path):
+    worker = subprocess.Popen(search(tmp_path), start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while not glob.glob(str(tmp_path / "tiny" / "*" / "ckpt.pdparams")) and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(worker.pid, signal.SIGINT)  # as Ctrl-C reaches the search and its trial
+    _, stderr = worker.communicate(timeout=120)
+    assert worker.returncode == 130 and "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1].startswith("[!] search.py stopped by SIGINT")
+    assert glob.glob(str(tmp_path / "tiny" / "*" / "ckpt.pdparams"))
+    table = subprocess.run(search(tmp_path, "--report"), capture_output=True, text=True,
+                           timeout=120).stdout
+    assert "| 0 |" in table and "running" in table, table  # not failed: it is taken up again
