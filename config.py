@@ -110,9 +110,9 @@ class DataConfig:
                              most=10**7, recipe=False)
     data_dir: str = option("data/MNIST", "folder of the four MNIST IDX files; with --dataset "
                            "folder, the image folder", role=FREE, recipe=False)
-    cache_dir: str = option("data/cache", "where generated canvases are kept between runs "
-                            "(delete it to free the space; runs make it anew)", role=FREE,
-                            recipe=False)
+    cache_dir: str = option("~/.cache/ram-paddle", "where generated canvases are kept between "
+                            "runs, outside the checkout (hundreds of MB: delete it to free the "
+                            "space; runs make it anew)", role=FREE, recipe=False)
     num_workers: int = option(0, "DataLoader worker processes (0: load in the main process)",
                               role=FREE, least=0, most=64, recipe=False)
     # Not an option: the names of the data's classes (the game's actions), in the order of
@@ -374,7 +374,7 @@ def options_problem(config):
                 f"{MAX_EVAL_BATCH}, got {config.M} x {config.batch_size}")
     for name in ["ckpt_dir", "logs_dir", "plot_dir", "cache_dir"]:
         if getattr(config, name) is not None and (
-                refusal := writes_into_results(f"--{name}", getattr(config, name))):
+                refusal := writes_into_results(f"--{name}", os.path.expanduser(getattr(config, name)))):
             return refusal
     if paddle.distributed.get_world_size() > 1 and not config.shuffle:
         return ("--shuffle=False in a data-parallel run: its processes take shards of each "

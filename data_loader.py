@@ -296,6 +296,7 @@ def load_canvases(data_dir, split, canvases, cache_dir):
     Returns: uint8 (N, S, S) canvases, int64 (N,) labels, the file's uint8 (N, 28, 28) digits.
     """
     digits, labels = read_digits(data_dir, split)
+    cache_dir = os.path.expanduser(cache_dir)  # the default is in the user's home
     path = os.path.join(cache_dir, f"{canvases.name(split)}_{fingerprint(digits)}.npy")
     if os.path.isdir(cache_dir):
         remove_orphans(os.path.join(cache_dir, "*.npy.tmp*.npy"))

@@ -170,3 +170,9 @@ def test_a_data_folder_too_long_a_name_for_its_files_is_refused(tmp_path, capsys
     with pytest.raises(SystemExit) as exit_info:
         get_config(["--dataset", "folder", "--data_dir", str(root), "--use_gpu=False"])
     assert exit_info.value.code == 2 and "bytes long" in capsys.readouterr().err
+
+
+def test_canvases_are_cached_outside_the_checkout_by_default():
+    """Hundreds of MB of canvases grew the checkout to 408 MB when data/cache/ was the default."""
+    cache = os.path.realpath(os.path.expanduser(get_config(["--dataset", "cluttered"]).cache_dir))
+    assert os.path.commonpath([cache, os.path.realpath(ROOT)]) != os.path.realpath(ROOT)
