@@ -266,7 +266,7 @@ def curves(log_path, out):
     fig.savefig(buffer, dpi=150, format="png")
     plt.close(fig)
     # 16 colours, undithered, take a quarter of full colour's bytes and look the same (two
-    # curves, a grid, text): every published row has its curves, within the clone's 35 MB.
+    # curves, a grid, text): every published row has its curves, within the clone's 30 MB.
     Image.open(buffer).convert("RGB").quantize(16, dither=Image.Dither.NONE).save(
         out, format="png", optimize=True)
     return out

@@ -185,10 +185,9 @@ def test_every_folder_a_run_writes_is_ignored_by_git(folder):
     assert ignored.returncode == 0, f"{probe} is not ignored by git"
 
 
-def test_a_clone_stays_under_35_mb():
+def test_a_clone_stays_under_30_mb():
     """The front door's promise: what a clone holds besides .git, published weights included,
-    takes at most 35 MB on disk (30 MB until the paper's second experiment's agent and its SGD
-    rows were published, 2026-12-06), counted as `du -sh --exclude=.git` counts it: the blocks of
+    takes at most 30 MB on disk, counted as `du -sh --exclude=.git` counts it: the blocks of
     the tracked files and of their folders. runs/ is left out: it holds the state of long runs
     still in flight between sessions, and empties when they end."""
     if not os.path.isdir(os.path.join(ROOT, ".git")):
@@ -203,7 +202,7 @@ def test_a_clone_stays_under_35_mb():
             folders.add(name)
     paths = [os.path.join(ROOT, p) for p in files + sorted(folders)]
     megabytes = sum(os.stat(p).st_blocks * 512 for p in paths if os.path.exists(p)) / 2**20
-    assert megabytes <= 35, f"a clone takes {megabytes:.1f} MB besides .git"
+    assert megabytes <= 30, f"a clone takes {megabytes:.1f} MB besides .git"
 
 
 def test_the_readme_is_a_front_page_of_200_lines_at_most():
