@@ -217,9 +217,14 @@ def sections(options):
     return parts
 
 
+def field_kind(field):
+    """The Python type of a section's field (its annotation may be the type's name)."""
+    return {"bool": bool, "int": int, "float": float, "str": str}.get(field.type, field.type)
+
+
 def field_type(field):
     """The argparse type of a section's field: str2bool for a bool."""
-    kind = {"bool": bool, "int": int, "float": float, "str": str}.get(field.type, field.type)
+    kind = field_kind(field)
     return str2bool if kind is bool else kind
 
 
@@ -298,8 +303,7 @@ def read_recipe(path):
         for name, value in values.items():
             if name not in known or name == "config":
                 raise RecipeError(f"--config {path}: {name} is no option of [{section}]")
-            kind = {"bool": bool, "int": int, "float": float, "str": str}.get(
-                known[name].type, known[name].type)
+            kind = field_kind(known[name])
             if not is_of(value, kind):
                 raise RecipeError(f"--config {path}: {section}.{name} is {value!r}, not a "
                                   f"{kind.__name__}")
