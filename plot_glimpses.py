@@ -38,7 +38,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from PIL import Image
 
-from config import OneLineParser
+from config import OneLineParser, writes_into_results
 from data_loader import MNIST_MEAN, MNIST_STD, DataError, load_mnist
 from retina import Retina, pixel_centres
 
@@ -262,11 +262,16 @@ def curves(log_path, out):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
+    return save_png(fig, out, dpi=150)
+
+
+def save_png(fig, out, dpi):
+    """Save a figure of a few curves as the PNG `out` and close it. 16 colours, undithered,
+    take a quarter of full colour's bytes and look the same (curves, a grid, text): every
+    published row has its curves, within the clone's 30 MB."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=150, format="png")
+    fig.savefig(buffer, dpi=dpi, format="png")
     plt.close(fig)
-    # 16 colours, undithered, take a quarter of full colour's bytes and look the same (two
-    # curves, a grid, text): every published row has its curves, within the clone's 30 MB.
     Image.open(buffer).convert("RGB").quantize(16, dither=Image.Dither.NONE).save(
         out, format="png", optimize=True)
     return out
@@ -286,12 +291,7 @@ def catch_curves(log_paths, out):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=120, format="png")
-    plt.close(fig)
-    Image.open(buffer).convert("RGB").quantize(16, dither=Image.Dither.NONE).save(
-        out, format="png", optimize=True)  # as curves() does: a quarter of the bytes
-    return out
+    return save_png(fig, out, dpi=120)
 
 
 def tracking(result_path, out):
@@ -345,6 +345,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not args.fps > 0:
         parser.error(f"--fps must be positive, got {args.fps}")
+    for option, path in (("--out", args.out), ("--out_dir", args.out_dir)):
+        if path and (refusal := writes_into_results(option, path)):
+            sys.exit(f"[!] {refusal}")
     name = os.path.basename(os.path.normpath(args.plot_dir))
     try:
         if args.catch_curves is not None:

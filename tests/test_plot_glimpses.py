@@ -1,4 +1,6 @@
 """plot_glimpses.py: boxes where the retina cuts, one GIF frame per glimpse, figures, errors."""
+import os
+
 import numpy as np
 import paddle
 import pytest
@@ -6,7 +8,7 @@ from PIL import Image
 
 import plot_glimpses
 from modules import Retina
-from tests.helpers import MNIST_DIR, refusal
+from tests.helpers import MNIST_DIR, ROOT, refusal
 
 
 @pytest.mark.parametrize("location", [(0.0, 0.0), (0.93, -0.6), (-1.0, 1.0), (0.31, 0.77)])
@@ -145,3 +147,5 @@ def test_the_games_curves_draw_each_seeds_log_without_glimpse_files(tmp_path):
     assert Image.open(tmp_path / "out" / "run_curves.png").size[0] > 300
     assert "no training log" in refusal(plot_glimpses.main, "--plot_dir", str(tmp_path / "none"),
                                         "--catch_curves")
+    assert "inside results/" in refusal(plot_glimpses.main, "--plot_dir", str(run), "--catch_curves",
+                                        "--out_dir", os.path.join(ROOT, "results", "figures"))
