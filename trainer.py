@@ -253,7 +253,7 @@ class Trainer:
                 lr = self.optimizer.get_lr()
                 start = time.time()
                 splits.set_epoch(epoch)
-                train_loss, train_acc, largest = self.train_one_epoch(epoch, splits.train)
+                train_loss, train_acc, largest = self.train_one_epoch(epoch, splits.train, samples)
                 samples_per_s = samples / (time.time() - start)
                 with same_rng_everywhere():
                     valid_loss, valid_acc, _, _ = self.evaluate(
@@ -343,17 +343,17 @@ class Trainer:
         return (f" test_err {test_err:.2f} selected_test_err {self.selected_test[1]:.2f}"
                 f" selected_epoch {self.selected_test[0]}")
 
-    def train_one_epoch(self, epoch, loader):
-        """One pass over the training images (or an epoch's games). Returns mean loss,
-        accuracy (%: of the game, the catch rate) and the BatchLoss of the largest batch loss."""
+    def train_one_epoch(self, epoch, loader, samples):
+        """One pass over the training images (or an epoch's games): `samples` images (or
+        frames: Splits.samples_per_epoch). Returns mean loss, accuracy (%: of the game, the
+        catch rate) and the BatchLoss of the largest batch loss."""
         self.model.train()
         total_loss = total_correct = 0.0
         largest = BatchLoss(-math.inf, 0.0, 0.0, 0.0)
         seen = 0
         # an image's frames: 1; a game's, each of its --train_paths plays
         unit, per_batch = ("frame", FRAMES * self.config.train_paths) if self.game else ("img", 1)
-        total = len(loader) * self.config.batch_size * per_batch if self.game else len(loader.dataset)
-        with tqdm(total=total, desc=f"Epoch {epoch + 1}/{self.config.epochs}",
+        with tqdm(total=samples, desc=f"Epoch {epoch + 1}/{self.config.epochs}",
                   unit=unit, leave=False, disable=not self.main_process) as bar:
             for i, (x, y) in enumerate(loader):
                 size = len(y) // self.config.train_paths if self.game else len(y)  # images, or games
