@@ -55,7 +55,7 @@ def read_model_info(model_dir):
     if info.get(INFO_DIGEST) != info_digest(info):
         raise InferError(f"{path}: its contents are not those it was exported with (damaged or "
                          f"edited: its {INFO_DIGEST} differs); export the model again")
-    if any(not isinstance(key, str) or key.startswith("__") for key in info):
+    if any(key.startswith("__") for key in info):  # JSON's keys are strings; these would not set
         raise InferError(f"{path}: not a model of this export_model.py; export it again")
     problem = saved_options_problem({key: value for key, value in info.items()
                                      if key not in ("checkpoint", "epoch")})
