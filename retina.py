@@ -4,6 +4,7 @@ each next one glimpse_scale times wider, average-pooled to g x g.
 Shapes use B for the batch, C, H, W for the image's channels, height and width,
 g for the patch size and k for the number of patches per glimpse.
 """
+import numba
 import numpy as np
 import paddle
 import paddle.nn.functional as F
@@ -45,11 +46,51 @@ def eight_bit(images):
     return whole_numbers(scaled, np.rint(scaled))
 
 
-def channel_starts(N, B, C, size):
-    """(N, C, 1) flat offsets of channel c of the image that location n looks at,
-    image n mod B, in a (B, C, ...) array of `size` values per channel."""
-    images = np.arange(N) % B
-    return ((images[:, None] * C + np.arange(C)) * size).reshape(N, C, 1)
+# The "numpy" method's two loops, compiled by numba (and cached beside this file): one pass
+# over what phi needs, where NumPy made an index array, a gather and two differences of
+# temporaries at every glimpse, 2 to 7 times slower (docs/performance.md). Each value is
+# computed as NumPy computed it, in the same order: phi is bit for bit what it was.
+@numba.njit(cache=True)
+def pooled_patches(table, rows, cols, edges, areas, phi):
+    """Fill phi (N, k * C * g * g) from a summed-area table (B, C, H + 1, W + 1): location n,
+    centred on pixel (rows[n], cols[n]) of image n mod B; edges (k, g + 1), the pooled rows'
+    (and columns') edges relative to the centre; areas (k,) float32, each scale's divisor."""
+    B, C, H, W = table.shape[0], table.shape[1], table.shape[2] - 1, table.shape[3] - 1
+    k, g = edges.shape[0], edges.shape[1] - 1
+    for n in range(len(rows)):
+        b = n % B
+        for s in range(k):
+            for c in range(C):
+                plane = table[b, c]
+                for i in range(g):
+                    r0 = min(max(rows[n] + edges[s, i], 0), H)
+                    r1 = min(max(rows[n] + edges[s, i + 1], 0), H)
+                    for j in range(g):
+                        c0 = min(max(cols[n] + edges[s, j], 0), W)
+                        c1 = min(max(cols[n] + edges[s, j + 1], 0), W)
+                        # S[r1, c1] - S[r0, c1] - S[r1, c0] + S[r0, c0]: rows, then columns
+                        left = plane[r1, c0] - plane[r0, c0]
+                        right = plane[r1, c1] - plane[r0, c1]
+                        phi[n, ((s * C + c) * g + i) * g + j] = np.float32(right - left) / areas[s]
+
+
+@numba.njit(cache=True)
+def patch_pixels(images, rows, cols, offsets, k, phi):
+    """Fill phi (N, k * C * g * g) with the g x g pixels of images (B, C, H, W) at rows[n] +
+    offsets, cols[n] + offsets (offsets: (g,)) of image n mod B, zero outside the image,
+    repeated for the k identical patches of a retina that does not pool."""
+    B, C, H, W = images.shape
+    g = len(offsets)
+    for n in range(len(rows)):
+        b = n % B
+        for c in range(C):
+            for i in range(g):
+                r = rows[n] + offsets[i]
+                for j in range(g):
+                    q = cols[n] + offsets[j]
+                    value = images[b, c, r, q] if 0 <= r < H and 0 <= q < W else np.float32(0)
+                    for s in range(k):
+                        phi[n, ((s * C + c) * g + i) * g + j] = value
 
 
 class Retina:
@@ -63,7 +104,7 @@ class Retina:
 
     Three ways to cut the patches (METHODS) compute the same phi:
       "loop":   per image and scale, slice a zero-padded copy (the reference's way);
-      "numpy":  from the images' summed-area table, with NumPy (a retina that does
+      "numpy":  from the images' summed-area table, NumPy arrays in numba's loops (a retina that does
                 not pool reads the pixels themselves: see below);
       "paddle": the same with Paddle ops, so that a GPU batch stays on the GPU.
     "auto" takes "numpy" for a batch on the CPU (the fastest there: see
@@ -182,37 +223,25 @@ class Retina:
         """phi as a float32 array (N, k * C * g * g), from a NumPy summed-area table
         (B, C, H + 1, W + 1) (see summed_area_table) and float32 locations (N, 2), N a
         multiple of B."""
-        B, C, H, W = table.shape[0], table.shape[1], table.shape[2] - 1, table.shape[3] - 1
-        N = len(locations)
+        H, W = table.shape[2] - 1, table.shape[3] - 1
         rows, cols = pixel_centres(locations, H, W)
-        row_edges = np.clip(rows[:, None, None] + self.edges, 0, H)  # (N, k, g + 1)
-        col_edges = np.clip(cols[:, None, None] + self.edges, 0, W)
-        # One flat take over the batch: channel c of image b starts at (b * C + c) *
-        # (H + 1) * (W + 1). The start goes into the rows' part (N, C, k, g + 1, 1),
-        # so that the whole index is made in one pass; the corners come out in (k, r, c) order.
-        starts = channel_starts(N, B, C, (H + 1) * (W + 1)).reshape(N, C, 1, 1, 1)
-        row_part = row_edges[:, None, :, :, None] * (W + 1) + starts
-        index = (row_part + col_edges[:, None, :, None, :]).reshape(N, C, -1)
-        corners = table.reshape(-1).take(index)
         # A float32 table counts 255ths of a pixel (see summed_area_table).
-        return self.pool(corners, self.pool_areas * (LEVELS if table.dtype == np.float32 else 1))
+        areas = self.pool_areas.reshape(-1) * (LEVELS if table.dtype == np.float32 else 1)
+        phi = np.empty((len(locations), self.num_patches * table.shape[1] * self.patch_size**2),
+                       np.float32)
+        pooled_patches(table, rows, cols, self.edges, areas.astype(np.float32), phi)
+        return phi
 
     def pixels_numpy(self, images, locations):
         """phi as a float32 array (N, k * C * g * g) of a retina that does not pool:
         the g x g pixels around each location, read from float32 images (B, C, H, W)
-        in place (one flat take; a pixel outside the image reads the edge and is
-        then multiplied by zero), repeated for the k identical patches. locations:
-        (N, 2), N a multiple of B."""
+        in place, zero outside the image, repeated for the k identical patches.
+        locations: (N, 2), N a multiple of B."""
         B, C, H, W = images.shape
-        N = len(locations)
         rows, cols = pixel_centres(locations, H, W)
-        rows = rows[:, None] + self.edges[0, :-1]  # (N, g)
-        cols = cols[:, None] + self.edges[0, :-1]
-        inside = (((rows >= 0) & (rows < H))[:, :, None] & ((cols >= 0) & (cols < W))[:, None, :])
-        index = (np.clip(rows, 0, H - 1)[:, :, None] * W + np.clip(cols, 0, W - 1)[:, None, :])
-        index = index.reshape(N, 1, -1) + channel_starts(N, B, C, H * W)
-        pixels = images.reshape(-1).take(index) * inside.reshape(N, 1, -1)
-        return np.tile(pixels.reshape(N, -1), (1, self.num_patches))
+        phi = np.empty((len(locations), self.num_patches * C * self.patch_size**2), np.float32)
+        patch_pixels(images, rows, cols, self.edges[0, :-1], self.num_patches, phi)
+        return phi
 
     def foveate_paddle(self, table, l):
         """phi as a float32 Tensor (N, k * C * g * g), from a summed-area table Tensor
