@@ -673,8 +673,27 @@ MODELS = {"ram": "RAM", "ram_lstm": "RAM, LSTM core", "ram_random": "RAM, random
           "fc64": "FC, 2 x 64", "fc256": "FC, 2 x 256", "conv": "convolutional"}
 
 
+def logged_options(row):
+    """The options a published row's run trained with: its train.log's first line (with
+    OPTION_DEFAULTS for those older logs lack), or None for a log main.py did not write."""
+    log = os.path.join(os.path.dirname(MANIFEST), "..", os.path.dirname(row["checkpoint"]), "train.log")
+    with open(log) as f:
+        header = next((line for line in f if line.startswith("# started")), None)
+    return header and {**OPTION_DEFAULTS, **json.loads(header[header.index("{"):])}
+
+
+def training(options):
+    """How a run trained, in a table cell: optimizer, initial rate, schedule and batch."""
+    if options is None:
+        return "–"
+    optimizer = "SGD" if options["optimizer"] == "sgd" else "Adam"
+    return (f"{optimizer} {options['init_lr']:.2g}, {options['lr_schedule']}, "
+            f"batch {options['batch_size']}")
+
+
 def results_page(rows):
-    """docs/results.md: the manifest's rows (results/manifest.json) as a reference table."""
+    """docs/results.md: the manifest's rows (results/manifest.json) as a reference table, and
+    what the paper's own procedure (its SGD rows) gives against the paper and our Adam rows."""
     lines = ["# Results", "",
              "Every published row of `results/manifest.json`, generated from it (`python "
              "checkpoint.py --page > docs/results.md`; `tests/test_results.py` checks the page "
@@ -685,8 +704,10 @@ def results_page(rows):
              "`python main.py --is_train=False --checkpoint results/<row>/model.pdparams`, prints "
              "its figure (`python -m pytest -q tests/test_results.py --all-results` runs them "
              "all); its recipe trains it (`python main.py --config configs/<recipe>.toml`).", "",
-             "| task | model | glimpses | paper (NIPS) | **RAM-Paddle** | epochs (best) | recipe | "
-             "row: weights, log, result |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| task | model | glimpses | paper (NIPS) | **RAM-Paddle** | training | epochs (best) | "
+             "recipe | row: weights, log, result |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    options = {row["checkpoint"]: logged_options(row) for row in rows}
     order = ["mnist", "translated", "cluttered", "catch"]
     for row in sorted(rows, key=lambda r: (order.index(r["task"]), r["image_size"],
                                            r["recipe"] is None, r["model"], r["num_glimpses"] or 0,
@@ -705,8 +726,22 @@ def results_page(rows):
         figure = f"**{ours:.2f}**" if better else f"{ours:.2f}"
         lines.append(f"| {task} | {model} | {row['num_glimpses'] or '–'} | "
                      f"{'–' if paper is None else f'{paper:g}'} | [{figure}](../{folder}) | "
+                     f"{training(options[row['checkpoint']])} | "
                      f"{row['epochs']} ({row['best_epoch']}) | {recipe} | "
                      f"[{os.path.basename(folder)}](../{folder}) |")
+    lines += ["", "The paper's own procedure (section 4.1: SGD with momentum 0.9 on minibatches of "
+              "20, the rate annealed linearly to 0, rate and std from a random search on "
+              "validation; the rows trained by SGD) gives:", ""]
+    for row in rows:
+        if (options[row["checkpoint"]] or {}).get("optimizer") != "sgd":
+            continue
+        same_task = [other["test_error"] for other in rows if other is not row and all(
+            other[key] == row[key] for key in ("task", "image_size", "num_distractors",
+                                               "num_glimpses", "model"))
+            and (options[other["checkpoint"]] or {}).get("optimizer") == "adam"]
+        lines.append(f"- {TASKS[row['task']]}, {row['num_glimpses']} glimpses: "
+                     f"{row['test_error']:.2f}, against the paper's {row['paper']:g} and "
+                     f"{min(same_task):.2f} for the best of our Adam recipes.")
     lines += ["", "A row's folder holds `model.pdparams` (the validation-selected weights in float16 "
               "with the options, the epoch and the RNG state that makes its test repeatable; no "
               "optimizer state), `train.log` (the options, then a line an epoch) and `test.json` "

@@ -16,7 +16,7 @@ import paddle
 import pytest
 
 from tests.helpers import ROOT
-from checkpoint import DIGEST, OPTION_DEFAULTS, STATE_DIGEST, TEST_KEYS, results_page
+from checkpoint import DIGEST, STATE_DIGEST, TEST_KEYS, logged_options, results_page
 from config import FIELDS, NOT_RECIPE, get_config, run_name
 
 with open(os.path.join(ROOT, "results", "manifest.json")) as f:
@@ -38,10 +38,7 @@ def test_each_rows_recipe_trains_with_the_options_of_its_log(row):
     if row["recipe"] is None:  # not trained by main.py
         assert "PyTorch" in row["note"]
         return
-    log = os.path.join(ROOT, os.path.dirname(row["checkpoint"]), "train.log")
-    with open(log) as f:
-        header = next(line for line in f if line.startswith("# started"))
-    logged = {**OPTION_DEFAULTS, **json.loads(header[header.index("{"):])}
+    logged = logged_options(row)
     recipe = vars(get_config(["--config", os.path.join(ROOT, row["recipe"]), "--use_gpu=False"]))
     differing = {name: (logged[name], recipe[name]) for name in FIELDS
                  if name not in NOT_RECIPE and logged.get(name) != recipe[name]}
@@ -171,3 +168,17 @@ def test_the_results_page_is_the_manifest_as_checkpoint_py_prints_it():
     or removed shows there only when the page is made again."""
     with open(os.path.join(ROOT, "docs", "results.md")) as f:
         assert f.read() == results_page(ROWS)
+
+
+def test_the_results_page_gives_each_row_its_training_and_the_papers_procedure_its_sentence():
+    """Each row's training cell is its log's optimizer, rate, schedule and batch; each row
+    trained by SGD (the paper's procedure) gets a sentence beside the best Adam row of its task."""
+    page = results_page(ROWS)
+    sgd_rows = [row for row in ROWS if (logged_options(row) or {}).get("optimizer") == "sgd"]
+    assert sgd_rows, "no row trained by the paper's procedure"
+    for row in sgd_rows:
+        options = logged_options(row)
+        assert f"SGD {options['init_lr']:.2g}, linear, batch {options['batch_size']}" in page
+        assert f"{row['num_glimpses']} glimpses: {row['test_error']:.2f}, against the paper's" in page
+    headline = next(r for r in ROWS if r["checkpoint"] == HEADLINE)
+    assert f"Adam {logged_options(headline)['init_lr']:.2g}, cosine, batch 128" in page
