@@ -115,6 +115,9 @@ def gather_images(sources, channels, size):
     """The names and uint8 images (N, channels, size, size) of every source, in order."""
     names, batches = [], []
     for source in sources:
+        if os.path.exists(source) and not (os.path.isdir(source) or os.path.isfile(source)):
+            # a named pipe would wait for a writer for ever, a device give endless bytes
+            raise InferError(f"{source} is neither a file nor a folder: nothing to read")
         if os.path.isdir(source):
             files = sorted(entry.path for entry in os.scandir(source)
                            if is_image_file(entry))

@@ -177,7 +177,7 @@ def test_a_flipped_option_of_ram_json_or_a_graph_of_another_size_is_refused(mode
 
 def test_inputs_that_would_crash_or_hang_are_refused_in_one_line(model_dir, tmp_path, monkeypatch):
     """D6: a decompression bomb, a header that claims 10^12 images, a symlink loop in a
-    folder, an absurd --threads: one line each, or survived."""
+    folder, an absurd --threads, a named pipe: one line each, or survived."""
     digits, _ = read_digits(MNIST_DIR, "test")
     folder = write_pngs(tmp_path / "digits", digits[:2])
     os.symlink("loop", os.path.join(folder, "loop.png"))  # a link to itself
@@ -197,6 +197,9 @@ def test_inputs_that_would_crash_or_hang_are_refused_in_one_line(model_dir, tmp_
     with pytest.raises(SystemExit) as exit_info:
         main(["--model_dir", model_dir, "--images", folder, "--threads", "100000000000"])
     assert exit_info.value.code == 2
+    pipe = str(tmp_path / "pipe.png")  # reading it would wait for a writer for ever
+    os.mkfifo(pipe)
+    assert "neither a file nor a folder" in refusal(main, "--model_dir", model_dir, "--images", pipe)
 
 
 def test_16_bit_transparent_and_transposed_images_are_read_as_meant_or_refused(model_dir, tmp_path):
