@@ -289,3 +289,61 @@ def test_publishing_a_run_makes_a_row_whose_command_prints_its_figure(tmp_path, 
     assert {str(value.dtype) for value in weights.values()} == {"paddle.float16"}
     with pytest.raises(checkpoint.CheckpointError, match="a new folder of results/"):
         checkpoint.publish(run, str(results / "mnist" / "tiny"), "again")
+
+
+# ----------------------- issue 51: one judge of whether a checkpoint fits a run
+
+def fit_of(change=lambda state: None, options=None, resuming=False, data=None):
+    """checkpoint.fit of the published 6-glimpse checkpoint, changed by change(state), for a
+    run of its own options updated with `options`: the state it returns, or its refusal."""
+    state = checkpoint.read(MNIST_6)
+    change(state)
+    own = vars(get_config(["--is_train=False", "--checkpoint", MNIST_6, "--use_gpu=False"]))
+    saved = {name: value for name, value in state["config"].items() if name in own}
+    run = {**own, **saved, **(options or {})}  # the run the checkpoint came from, and changes
+    model = build_model(ModelConfig.from_options(state["config"]))
+    try:
+        return checkpoint.fit(state, MNIST_6, model, sections(run), resuming, data)
+    except checkpoint.CheckpointError as err:
+        assert "\n" not in str(err)
+        return str(err)
+
+
+def nan_weights(state):
+    state["model"]["rnn.h2h.weight"] = state["model"]["rnn.h2h.weight"] * float("nan")
+
+
+def test_fit_is_the_one_judge_of_a_checkpoint_and_names_each_refusal():
+    """Every way a checkpoint may not serve a run, refused by checkpoint.fit in one line: other
+    model or task options (to test or to resume), other split, optimizer or annealed --epochs
+    (to resume only), other images (to resume), weights that do not fit the model or are not
+    finite, and weights the digest does not vouch for; options free to differ are not refused."""
+    assert isinstance(fit_of(), dict) and isinstance(fit_of(resuming=True, data="a"), dict)
+    refusals = {
+        "a model option": fit_of(options={"num_glimpses": 5}),
+        "a task option": fit_of(options={"dataset": "translated", "image_size": 60}),
+        "the split, resuming": fit_of(options={"valid_size": 0.2}, resuming=True),
+        "the optimizer, resuming": fit_of(options={"optimizer": "sgd"}, resuming=True),
+        "annealed epochs, resuming": fit_of(options={"epochs": 150}, resuming=True),
+        "other images, resuming": fit_of(lambda s: s.update(data="a"), resuming=True, data="b"),
+        "a weight's shape": fit_of(lambda s: s["model"].update(
+            {"rnn.h2h.weight": paddle.zeros([3, 3])})),
+        "NaN weights": fit_of(nan_weights),
+        "an unvouched digest": fit_of(lambda s: s.update({checkpoint.UNVOUCHED: "digest off"})),
+    }
+    says = {
+        "a model option": "--num_glimpses 6 (checkpoint) vs 5",
+        "a task option": "--dataset mnist (checkpoint) vs translated",
+        "the split, resuming": "--valid_size 0.1 (checkpoint) vs 0.2",
+        "the optimizer, resuming": "--optimizer adam (checkpoint) vs sgd",
+        "annealed epochs, resuming": "--epochs 100 (checkpoint) vs 150",
+        "other images, resuming": "was trained on other data (a)",
+        "a weight's shape": "rnn.h2h.weight is paddle.float32 [3, 3] in the checkpoint",
+        "NaN weights": "rnn.h2h.weight holds NaN or infinite values",
+        "an unvouched digest": "digest off",
+    }
+    for what, message in refusals.items():
+        assert isinstance(message, str) and says[what] in message, (what, message)
+    # What a test of the checkpoint may change: the split, the optimizer, the epochs, threads.
+    free = {"valid_size": 0.2, "optimizer": "sgd", "epochs": 150, "num_threads": 1}
+    assert isinstance(fit_of(options=free), dict)
