@@ -31,25 +31,11 @@ def pixel_centres(l, height, width):
 LEVELS = 255  # an 8-bit image's pixels are whole numbers of 255ths
 
 
-def whole_numbers(scaled, counts):
-    """Whether scaled (pixels times 255) are whole numbers in [0, 255], to float32's
-    precision: counts, their nearest whole numbers. Both float32 arrays."""
-    error = scaled - counts
-    return (counts.min() >= 0 and counts.max() <= LEVELS
-            and -1e-3 < error.min() and error.max() < 1e-3)
-
-
-def eight_bit(images):
-    """Whether every pixel of a float32 array is a whole number of 255ths in [0, 1], to
-    float32's precision."""
-    scaled = images * np.float32(LEVELS)
-    return whole_numbers(scaled, np.rint(scaled))
-
-
-# The "numpy" method's two loops, compiled by numba (and cached beside this file): one pass
-# over what phi needs, where NumPy made an index array, a gather and two differences of
-# temporaries at every glimpse, 2 to 7 times slower (docs/performance.md). Each value is
-# computed as NumPy computed it, in the same order: phi is bit for bit what it was.
+# The "numpy" method's loops, compiled by numba (and cached beside this file): one pass over
+# what the table or phi needs, where NumPy and Paddle made index arrays, gathers and
+# temporaries at every batch and glimpse, several times slower (docs/performance.md). Each
+# value is computed as before, in the same order or exactly: the glimpses are bit for bit
+# what they were.
 @numba.njit(cache=True)
 def pooled_patches(table, rows, cols, edges, areas, phi):
     """Fill phi (N, k * C * g * g) from a summed-area table (B, C, H + 1, W + 1): location n,
@@ -72,6 +58,27 @@ def pooled_patches(table, rows, cols, edges, areas, phi):
                         left = plane[r1, c0] - plane[r0, c0]
                         right = plane[r1, c1] - plane[r0, c1]
                         phi[n, ((s * C + c) * g + i) * g + j] = np.float32(right - left) / areas[s]
+
+
+@numba.njit(cache=True)
+def count_table(images, table):
+    """Fill table (B, C, H + 1, W + 1), zeros, with the summed-area table of float32 images
+    (B, C, H, W) counted in 255ths, S[:, :, r, c] the count of x[:, :, :r, :c]; stop and return
+    False at the first pixel that is not a whole number of 255ths in [0, 1] (to float32's
+    precision: within 1e-3 of one). The sums are whole numbers: exact in float32 below 2^24."""
+    B, C, H, W = images.shape
+    for b in range(B):
+        for c in range(C):
+            for r in range(H):
+                row = np.float32(0)
+                for q in range(W):
+                    scaled = images[b, c, r, q] * np.float32(LEVELS)
+                    count = np.rint(scaled)
+                    if not (0 <= count <= LEVELS and -1e-3 < scaled - count < 1e-3):
+                        return False
+                    row += count
+                    table[b, c, r + 1, q + 1] = table[b, c, r, q + 1] + row
+    return True
 
 
 @numba.njit(cache=True)
@@ -170,8 +177,9 @@ class Retina:
         float64, so that the differences keep float32's precision; but for NumPy,
         when every pixel is a whole number of 255ths in [0, 1], as the canvases'
         are, float32 counts of 255ths: exact while a sum stays below 2^24 (images of
-        up to 65,793 pixels), in half the bytes. Paddle's cumsum makes the sums, both
-        axes in about a tenth of the time of NumPy's, which does not vectorise them."""
+        up to 65,793 pixels), in half the bytes, checked and summed in one pass
+        (count_table). Otherwise Paddle's cumsum makes the float64 sums, both axes in
+        about a tenth of the time of NumPy's, which does not vectorise them."""
         method = self.resolve(x)
         if not self.uses_table(method):
             return None
@@ -180,19 +188,13 @@ class Retina:
             return F.pad(table, [1, 0, 1, 0])  # a zero row on top, a zero column on the left
         images = as_array(x)
         B, C, H, W = images.shape
-        values = None
-        # The first image alone first: other images are seldom 8-bit throughout, and
-        # are then spared the whole batch's check.
-        if H * W * LEVELS < 2**24 and eight_bit(images[:1]):
-            scaled = images * np.float32(LEVELS)
-            counts = np.rint(scaled)
-            if whole_numbers(scaled, counts):
-                values = paddle.utils.dlpack.from_dlpack(counts)  # the same memory
-        if values is None:
-            values = x.astype("float64")
-        sums = values.cumsum(axis=2).cumsum(axis=3)
-        table = np.zeros((B, C, H + 1, W + 1), as_array(sums).dtype)  # a zero row and column first
-        table[:, :, 1:, 1:] = as_array(sums)  # one copy: Paddle's pad is several times slower
+        if H * W * LEVELS < 2**24:
+            table = np.zeros((B, C, H + 1, W + 1), np.float32)  # a zero row and column first
+            if count_table(images, table):
+                return table
+        sums = as_array(x.astype("float64").cumsum(axis=2).cumsum(axis=3))
+        table = np.zeros((B, C, H + 1, W + 1), np.float64)
+        table[:, :, 1:, 1:] = sums  # one copy: Paddle's pad is several times slower
         return table
 
     def foveate(self, x, l, table=None):
