@@ -117,10 +117,14 @@ def study_of(args):
         storage, heartbeat_interval=args.heartbeat, grace_period=args.grace,
         heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
         engine_kwargs={"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else None)
-    sampler = (optuna.samplers.TPESampler(seed=args.seed) if args.sampler == "tpe"
-               else optuna.samplers.RandomSampler(seed=args.seed))
-    return optuna.create_study(study_name=args.study, storage=storage, sampler=sampler,
-                               direction="minimize", load_if_exists=True)
+    study = optuna.create_study(study_name=args.study, storage=storage, direction="minimize",
+                                load_if_exists=True)
+    # Seeded by --seed and the trials the study already holds: a worker started again draws
+    # new settings (with --seed alone it would draw its first trials' settings again).
+    seed = args.seed + 1000 * len(study.trials)
+    study.sampler = (optuna.samplers.TPESampler(seed=seed) if args.sampler == "tpe"
+                     else optuna.samplers.RandomSampler(seed=seed))
+    return study
 
 
 def work(args):
@@ -198,7 +202,7 @@ def main(argv=None):
             study_of(args)  # made once: workers making a new database at once would collide
             me = [sys.executable, os.path.abspath(__file__), *ours, "--workers", "1", "--threads",
                   str(args.threads), "--child"]
-            # a seed each, so that two workers never draw the same settings
+            # a seed each, so that two workers never draw the same settings (up to 1000 workers)
             workers = [subprocess.Popen(me + ["--seed", str(args.seed + i), "--", *main_args])
                        for i in range(args.workers)]
             try:

@@ -49,6 +49,8 @@ def test_two_workers_share_a_study_and_a_killed_one_is_taken_up_without_repeatin
             line.split(" | ")[0][2:].isdigit()]
     complete = [row for row in rows if row[3] == "complete"]
     assert len(complete) == 4 and all(row[3] in ("complete", "fail") for row in rows), table
+    # a worker started again with its seed draws new settings, not its first trial's again
+    assert len({(row[1], row[2]) for row in complete}) == 4, table
     logs = sorted(glob.glob(str(tmp_path / "tiny" / "*" / "train.log")))
     assert len(logs) == 4  # the killed trial's run was resumed, not run again as a new one
     for log in logs:
