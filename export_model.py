@@ -118,6 +118,9 @@ def save_inference_model(model, config, output, M=10, deterministic=False, draws
     staged = os.path.join(output, f".inference.tmp{os.getpid()}")
     remove_orphans(os.path.join(output, ".inference.tmp*"))  # of an export killed mid-way
     try:
+        # Paddle's own writes fail in C++ on a folder it cannot write to (a RuntimeError with
+        # a C++ stack): a file of ours first turns that into an OSError, one line.
+        open(staged + ".probe", "w").close()
         paddle.jit.save(paddle.jit.to_static(layer, input_spec=spec, full_graph=True), staged,
                         input_spec=spec)
         files = {}

@@ -117,3 +117,18 @@ def test_an_export_that_cannot_be_written_is_refused_in_one_line_and_keeps_the_o
     assert "does not load back" in refusal(main, "--checkpoint", MNIST_6, "--output", folder)
     assert not [name for name in os.listdir(folder) if ".tmp" in name]
     assert {name: open(os.path.join(folder, name), "rb").read() for name in os.listdir(folder)} == before
+
+
+def test_an_existing_folder_it_may_not_write_to_is_refused_in_one_line():
+    """N8: an existing folder where no file may be made (a read-only disk; here /sys/kernel,
+    closed to root too) failed in Paddle's C++ writer with a stack; now one line."""
+    folder = "/sys/kernel"
+    try:
+        open(os.path.join(folder, ".probe"), "w").close()
+        pytest.skip(f"{folder} is writable here")
+    except FileNotFoundError:
+        pytest.skip(f"no {folder} here")
+    except OSError:
+        pass
+    message = refusal(main, "--checkpoint", MNIST_6, "--output", folder)
+    assert "could not write the model into /sys/kernel" in message
