@@ -627,25 +627,31 @@ def publish(run, destination, note, paper=None):
         raise CheckpointError(f"{destination}: a row is published into a new folder of results/")
     best, log = os.path.join(run, "best.pdparams"), os.path.join(run, RunFolder.LOG)
     state = read(best)
-    os.makedirs(destination)
+    weights = weights_only(state)  # refuses weights that its digests do not vouch for
     path = os.path.join(destination, "model.pdparams")
-    atomic_save(weights_only(state), path)
-    with open(log, "rb") as source, open(os.path.join(destination, RunFolder.LOG), "wb") as copy:
-        copy.write(source.read())
     checkpoint = os.path.relpath(path, os.path.dirname(results))
     command = f"python main.py --is_train=False --checkpoint {checkpoint}"
-    with tempfile.TemporaryDirectory() as scratch:
-        main = os.path.join(os.path.dirname(os.path.abspath(__file__)), "main.py")
-        done = subprocess.run([sys.executable, main, *shlex.split(command)[2:], "--logs_dir",
-                               scratch], cwd=os.path.dirname(results), capture_output=True,
-                              text=True)
-        if done.returncode != 0:
-            raise CheckpointError(f"{checkpoint}: its command failed: {done.stderr.strip()[-300:]}")
-        [result] = [os.path.join(scratch, name) for name in os.listdir(scratch)]
-        with open(result) as f:
-            tested = json.load(f)
-    tested["checkpoint"] = checkpoint
-    atomic_write_text(json.dumps(tested, indent=2) + "\n", os.path.join(destination, "test.json"))
+    os.makedirs(destination)
+    try:
+        atomic_save(weights, path)
+        with open(log, "rb") as source, open(os.path.join(destination, RunFolder.LOG), "wb") as copy:
+            copy.write(source.read())
+        with tempfile.TemporaryDirectory() as scratch:
+            main = os.path.join(os.path.dirname(os.path.abspath(__file__)), "main.py")
+            done = subprocess.run([sys.executable, main, *shlex.split(command)[2:], "--logs_dir",
+                                   scratch], cwd=os.path.dirname(results), capture_output=True,
+                                  text=True)
+            if done.returncode != 0:
+                raise CheckpointError(f"{checkpoint}: its command failed: "
+                                      f"{done.stderr.strip()[-300:]}")
+            [result] = [os.path.join(scratch, name) for name in os.listdir(scratch)]
+            with open(result) as f:
+                tested = json.load(f)
+        tested["checkpoint"] = checkpoint
+        atomic_write_text(json.dumps(tested, indent=2) + "\n", os.path.join(destination, "test.json"))
+    except BaseException:
+        shutil.rmtree(destination)  # a row that failed leaves no folder in results/
+        raise
     options = state["config"]
     model = {"fc": f"fc{options['fc_hidden']}", "conv": "conv"}.get(options["model"], "ram")
     model += ("_lstm" if options["core"] == "lstm" and model == "ram" else "") + \

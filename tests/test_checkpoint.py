@@ -289,6 +289,13 @@ def test_publishing_a_run_makes_a_row_whose_command_prints_its_figure(tmp_path, 
     assert {str(value.dtype) for value in weights.values()} == {"paddle.float16"}
     with pytest.raises(checkpoint.CheckpointError, match="a new folder of results/"):
         checkpoint.publish(run, str(results / "mnist" / "tiny"), "again")
+    best = os.path.join(run, "best.pdparams")  # its weights changed, its digests not
+    state = paddle.load(best)
+    state["model"]["rnn.h2h.bias"] = state["model"]["rnn.h2h.bias"] + 1.0
+    paddle.save(state, best)
+    with pytest.raises(checkpoint.CheckpointError, match="digests fail"):
+        checkpoint.publish(run, str(results / "mnist" / "damaged"), "a damaged run")
+    assert sorted(os.listdir(results / "mnist")) == ["tiny"]  # no folder left behind
 
 
 # ----------------------- issue 51: one judge of whether a checkpoint fits a run
