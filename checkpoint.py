@@ -589,11 +589,15 @@ class RunFolder:
             return None
         if not os.path.exists(self.last):
             return (f"{self.path} holds the start of a run of {self.name} that ended before its "
-                    f"first epoch: delete {self.path} to start it afresh")
+                    f"first epoch: {self.start_afresh()}")
         epochs = last_logged_epoch(self.log)
         return (f"{self.path} holds a run of {self.name} (after epoch {epochs}): continue it with "
-                f"the same options and --resume=True --best=False, or delete {self.path} to "
-                f"start it afresh")
+                f"the same options and --resume=True --best=False, or {self.start_afresh()}")
+
+    def start_afresh(self):
+        """How to start this run afresh on purpose: its folders go (with --logs_dir or
+        --plot_dir, there are several)."""
+        return f"delete {' and '.join(self.folders)} to start it afresh"
 
 
 def last_logged_epoch(log):

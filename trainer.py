@@ -102,16 +102,17 @@ def check_finite(model, loss):
         raise NonFiniteError(f"{what} is not finite ({float(loss)} for the loss)")
 
 
-def interrupted(signum, epoch, step, steps, last):
+def interrupted(signum, epoch, step, steps, folder):
     """The RunError that ends a run stopped by signal signum in epoch (0-based) at step (None:
-    between epochs), last being the path of its last checkpoint."""
+    between epochs), its files in folder (a RunFolder)."""
     where = (f"in epoch {epoch + 1} (step {step} of {steps}), whose partial work is dropped"
              if step is not None else f"before epoch {epoch + 1}")
-    if os.path.exists(last) and epoch > 0:
-        advice = (f"the last checkpoint is {last} (after epoch {epoch}); continue with "
+    if os.path.exists(folder.last) and epoch > 0:
+        advice = (f"the last checkpoint is {folder.last} (after epoch {epoch}); continue with "
                   f"python main.py --resume=True --best=False and the same options")
     else:
-        advice = "no epoch was finished, so there is no checkpoint to resume: start again"
+        advice = (f"no epoch was finished, so there is no checkpoint to resume: "
+                  f"{folder.start_afresh()}")
     return RunError(f"stopped by {signal.Signals(signum).name} {where}; {advice}",
                     exit_code=128 + signum)
 
@@ -249,7 +250,7 @@ class Trainer:
                          f"done; raise --epochs to train on")
             for epoch in range(self.start_epoch, config.epochs):
                 if self.signals.received:  # it came during the last validation or checkpoint
-                    raise interrupted(self.signals.received, epoch, None, None, self.folder.last)
+                    raise interrupted(self.signals.received, epoch, None, None, self.folder)
                 lr = self.optimizer.get_lr()
                 start = time.time()
                 splits.set_epoch(epoch)
@@ -367,7 +368,7 @@ class Trainer:
                     self.scheduler.step((epoch * len(loader) + i + 1) / len(loader))
                 if self.signals.received:
                     raise interrupted(self.signals.received, epoch, i + 1, len(loader),
-                                      self.folder.last)
+                                      self.folder)
                 total_loss += loss.total.detach() * size
                 if float(loss.total) > largest.loss:  # already synchronised by check_finite
                     largest = BatchLoss(float(loss.total), float(loss.action),

@@ -3,6 +3,7 @@ import glob
 import json
 import math
 import os
+import shutil
 import signal
 
 import numpy as np
@@ -11,10 +12,10 @@ import pytest
 
 from config import get_config
 from data_loader import ArrayDataset, get_test_loader, get_train_valid_loaders, load_mnist
-from checkpoint import CheckpointError, weights_only
+from checkpoint import CheckpointError, RunFolder, weights_only
 from main import main
 from model import ModelConfig, build_model, evaluate, ram_loss
-from trainer import Trainer
+from trainer import Trainer, interrupted
 from utils import atomic_save
 from tests.helpers import MNIST_DIR, tiny_args, tiny_config
 
@@ -352,3 +353,22 @@ def test_resuming_in_another_number_of_processes_says_so(tmp_path, capsys):
     capsys.readouterr()
     main(tiny_config(tmp_path, "--epochs", "2", "--resume=True", "--best=False"))
     assert "was trained in 2 processes, resumed in 1" in capsys.readouterr().out
+
+
+def test_a_run_stopped_before_its_first_checkpoint_says_how_to_start_it_afresh(tmp_path):
+    """The stop's advice, followed, lets the same command start again: it names every folder
+    of the run (here --ckpt_dir, --logs_dir and --plot_dir apart), as the refusal of a fresh
+    run over it does; "start again" alone was refused."""
+    config = tiny_config(tmp_path)
+    folder = RunFolder(config, config.run_name)
+    os.makedirs(folder.logs)
+    with open(folder.log, "w") as f:
+        f.write("# started\n")
+    message = str(interrupted(signal.SIGINT, 0, 3, 10, folder))
+    refusal = folder.existing_run()
+    assert len(folder.folders) == 3 and refusal.endswith(folder.start_afresh())
+    assert message.endswith(folder.start_afresh()) and all(path in message for path in folder.folders)
+    for path in folder.folders:
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+    assert folder.existing_run() is None
