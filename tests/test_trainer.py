@@ -372,3 +372,17 @@ def test_a_run_stopped_before_its_first_checkpoint_says_how_to_start_it_afresh(t
         if os.path.isdir(path):
             shutil.rmtree(path)
     assert folder.existing_run() is None
+
+
+def test_a_run_stopped_between_its_first_two_checkpoint_writes_says_to_continue_from_its_best(
+        tmp_path):
+    """The best checkpoint is written first: a kill before the first last checkpoint leaves
+    it alone, which holds the whole state; a fresh run is refused with the way to go on."""
+    config = tiny_config(tmp_path, "--epochs", "1")
+    main(config)
+    folder = RunFolder(config, config.run_name)
+    os.remove(folder.last)
+    refusal = folder.existing_run()
+    assert "--resume=True --best=True" in refusal and "(after epoch 1)" in refusal
+    main(get_config(tiny_args(tmp_path, "--epochs", "2", "--resume=True", "--best=True")))
+    assert os.path.exists(folder.last)
