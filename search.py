@@ -84,14 +84,27 @@ def objective(args):
                                   text=True)
         except KeyboardInterrupt:  # Ctrl-C: it reached the trial's main.py too
             stopped(args)
+        error = None
         if done.returncode != 0:
             lines = done.stderr.strip().splitlines() or ["no message"]
-            raise RuntimeError(f"trial {number}: main.py exited {done.returncode}: {lines[-1]}")
-        error = smallest_valid_error(os.path.join(folder, "train.log"))
-        if error is None:
-            raise RuntimeError(f"trial {number}: its log has no validation error")
+            failure = f"main.py exited {done.returncode}: {lines[-1]}"
+        else:
+            error = smallest_valid_error(os.path.join(folder, "train.log"))
+            failure = "its log has no validation error" if error is None else None
+        if failure:  # a failed trial (Optuna's word for a NaN score), said in one line
+            print(f"[!] trial {number} failed: {failure}", file=sys.stderr)
+            trial.set_user_attr("failure", failure)
+            return float("nan")
         return error
     return run
+
+
+def trials_counted(study):
+    """The trials that count towards --trials: all but those failed by a killed worker and
+    taken up again by a retry (which counts in their place)."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {trial.system_attrs.get("failed_trial") for trial in trials}
+    return [trial for trial in trials if trial.number not in retried]
 
 
 def stopped(args):
@@ -128,15 +141,17 @@ def study_of(args):
 
 
 def work(args):
-    """One worker: run trials until the study holds --trials that are done or under way."""
-    import optuna
-    from optuna.trial import TrialState
-
+    """One worker: run trials until the study holds --trials, done, failed or under way."""
     study = study_of(args)
-    # Trials done, under way or waiting to be retried count: a retry is not a new trial.
-    enough = optuna.study.MaxTrialsCallback(
-        args.trials, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))
-    study.optimize(objective(args), callbacks=[enough], catch=(RuntimeError,))
+
+    def stop_when_enough(study, trial):
+        if len(trials_counted(study)) >= args.trials:
+            study.stop()
+
+    # Every trial counts once, failed ones too (a mistake in main.py's options fails them
+    # all); a retry of a killed worker's trial is not a new trial.
+    if len(trials_counted(study)) < args.trials:
+        study.optimize(objective(args), callbacks=[stop_when_enough])
 
 
 def report(args):
@@ -149,7 +164,8 @@ def report(args):
     print("| --- | " + " | ".join("---" for _ in names) + " | --- | --- |")
     for trial in study.trials:
         values = " | ".join(f"{trial.params[name]:.4g}" if name in trial.params else "" for name in names)
-        score = f"{trial.value:.2f}" if trial.value is not None else ""
+        score = (f"{trial.value:.2f}" if trial.state == TrialState.COMPLETE
+                 else trial.user_attrs.get("failure", ""))
         print(f"| {trial.number} | {values} | {trial.state.name.lower()} | {score} |")
     done = [trial for trial in study.trials if trial.state == TrialState.COMPLETE]
     if done:

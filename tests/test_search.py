@@ -98,3 +98,17 @@ def test_ctrl_c_stops_the_search_in_one_line_and_keeps_the_trials_checkpoint(tmp
     table = subprocess.run(search(tmp_path, "--report"), capture_output=True, text=True,
                            timeout=120).stdout
     assert "| 0 |" in table and "running" in table, table  # not failed: it is taken up again
+
+
+def test_failing_trials_count_say_why_in_one_line_and_end_the_search(tmp_path):
+    """A mistake in main.py's options fails every trial: the search ends after --trials of
+    them (it ran for ever), each failure one line, and the table says why."""
+    done = subprocess.run(search(tmp_path, "--trials", "2")[:-len(TINY)] + [*TINY, "--M", "0"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-500:]
+    failures = [line for line in done.stderr.splitlines() if line.startswith("[!] trial")]
+    assert len(failures) == 2 and "Traceback" not in done.stderr, done.stderr[-800:]
+    assert done.stdout.count("| fail | main.py exited 2:") == 2, done.stdout
+    again = subprocess.run(search(tmp_path, "--trials", "2")[:-len(TINY)] + [*TINY, "--M", "0"],
+                           capture_output=True, text=True, timeout=300)
+    assert "[!] trial" not in again.stderr  # a finished search runs no trial more
