@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from utils import atomic_save, fast_mkl_on_amd, usable_cores
+from utils import FolderLocked, atomic_save, fast_mkl_on_amd, lock_folder, usable_cores
 
 
 @pytest.mark.parametrize("vendor,expected", [("AuthenticAMD", "5"), ("GenuineIntel", None)])
@@ -80,3 +80,17 @@ def test_a_signal_ends_a_tool_in_one_line_and_a_worker_with_its_parent(tmp_path)
     else:
         os.kill(pid, signal.SIGKILL)
         pytest.fail("the worker outlived its launcher")
+
+
+def test_a_lock_file_that_is_a_link_is_refused_and_its_target_never_written(tmp_path):
+    """N13: the lock followed links, writing a PID over a link's target and making a dangling
+    link's target."""
+    precious = tmp_path / "precious.txt"
+    precious.write_text("precious text")
+    for name, target in (("linked", precious), ("dangling", tmp_path / "made_elsewhere")):
+        folder = tmp_path / name
+        folder.mkdir()
+        os.symlink(target, folder / ".lock")
+        with pytest.raises(FolderLocked, match="cannot be its lock file"):
+            lock_folder(str(folder))
+    assert precious.read_text() == "precious text" and not (tmp_path / "made_elsewhere").exists()
