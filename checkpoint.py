@@ -589,9 +589,9 @@ class RunFolder:
             return None
         if not os.path.exists(self.last) and os.path.exists(self.best):
             # stopped between the first epoch's two writes, the best first (Trainer.save_checkpoint)
-            return (f"{self.path} holds a run of {self.name} whose last checkpoint was never "
-                    f"written, and its best one (after epoch {last_logged_epoch(self.log)}): "
-                    f"continue from it with the same options and --resume=True --best=True, or "
+            return (f"{self.path} holds a run of {self.name} whose last checkpoint is missing, "
+                    f"and its best one: continue from the best with the same options and "
+                    f"--resume=True --best=True (the epochs after it run again), or "
                     f"{self.start_afresh()}")
         if not os.path.exists(self.last):
             return (f"{self.path} holds the start of a run of {self.name} that ended before its "
