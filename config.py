@@ -411,6 +411,23 @@ def options_problem(config):
     return None
 
 
+def processes_problem(options_by_rank):
+    """The one-line refusal of a data-parallel run whose processes were started with other
+    options of the model, the task or the training (the roles TEST and RESUME: the run's
+    checkpoints would hold rank 0's), or None. options_by_rank: each process's options (dicts
+    of main.py's options, rank 0's first). Where and how each process runs may differ."""
+    first = options_by_rank[0]
+    differing = [f"--{name} {first.get(name)} (rank 0) vs {options.get(name)} (rank {rank})"
+                 for rank, options in enumerate(options_by_rank[1:], 1)
+                 for name, field in FIELDS.items()
+                 if field.metadata.get("role") in (TEST, RESUME)
+                 and options.get(name) != first.get(name)]
+    if differing:
+        return ("the processes of this run were started with other options: "
+                + ", ".join(differing) + "; start every process with the same options")
+    return None
+
+
 def inside(path, folder):
     """Whether path is folder or lies below it, links resolved."""
     path, folder = os.path.realpath(path), os.path.realpath(folder)

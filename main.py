@@ -7,7 +7,7 @@ before_paddle(hold_signals=__name__ == "__main__")  # until exit_on_signals, bel
 import paddle
 
 from checkpoint import CheckpointError
-from config import parse
+from config import parse, processes_problem
 from data_loader import DataError, load_splits
 from trainer import RunError, Trainer
 
@@ -22,6 +22,12 @@ def main(config, tested=None):
     if processes > 1:
         die_with_parent()  # the launcher's death, even by kill -9, stops this worker too
         paddle.distributed.init_parallel_env()
+        # Other model options on another process would abort both in Paddle's C++ at the
+        # first all-reduce, with a stack and no reason given: compare them first.
+        everyone = []
+        paddle.distributed.all_gather_object(everyone, vars(config))
+        if problem := processes_problem(everyone):
+            sys.exit(f"[!] {problem}")
     # The cores are shared among the processes of a data-parallel run.
     config.num_threads = config.num_threads or max(1, usable_cores() // processes)
     if not config.use_gpu:  # the CPU's maths library; a GPU run leaves it alone

@@ -280,6 +280,31 @@ def test_two_nodes_on_the_loopback_address_train_checkpoint_once_and_resume(tmp_
     assert log[2].startswith("# resumed after epoch 1") and " processes 2 " in log[2]
 
 
+def test_processes_started_with_other_model_options_are_refused_in_one_line(tmp_path):
+    """The third campaign's re-run: a data-parallel run whose rank 1 had another --hidden_size
+    aborted both processes in Paddle's C++ at the first all-reduce, with no reason given. Both
+    now stop before training, each saying which options differ."""
+    import socket
+
+    args = ["--num_threads", "1", "--num_glimpses", "2", "--patch_size", "4", "--glimpse_hidden",
+            "16", "--loc_hidden", "16", "--batch_size", "32", "--M", "2", "--train_subset", "640",
+            "--data_dir", MNIST_DIR, "--run_name", "mixed", "--use_gpu=False", "--epochs", "1"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    nodes = [subprocess.Popen([sys.executable, "-m", "paddle.distributed.launch", "--master",
+                               f"127.0.0.1:{port}", "--nnodes", "2", "--nproc_per_node", "1",
+                               "--rank", str(rank), "--log_dir", str(tmp_path / f"launch{rank}"),
+                               os.path.join(ROOT, "main.py"), *args, "--hidden_size", size],
+                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for rank, size in ((0, "32"), (1, "64"))]
+    assert all(node.wait(timeout=300) != 0 for node in nodes)
+    for rank in (0, 1):
+        log = (tmp_path / f"launch{rank}" / "workerlog.0").read_text()
+        assert "--hidden_size 32 (rank 0) vs 64 (rank 1)" in log and "SIGABRT" not in log, log[-800:]
+    assert not glob.glob("**/*.pdparams", root_dir=tmp_path, recursive=True)
+
+
 def test_the_readmes_visualdl_command_serves_its_page_in_any_browser_language(tmp_path):
     """Issue 54, point 2: VisualDL 2.5.3 with today's Flask-Babel answered 500 to a browser
     whose language is neither English nor Chinese, and to curl; the README's command pins
