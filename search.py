@@ -99,12 +99,16 @@ def objective(args):
     return run
 
 
-def trials_counted(study):
-    """The trials that count towards --trials: all but those failed by a killed worker and
-    taken up again by a retry (which counts in their place)."""
+def trials_wanted(study, budget):
+    """Whether the study wants a trial more: fewer than `budget` count (all but those failed
+    by a killed worker and taken up again by a retry, which counts in their place), or a
+    retry waits to be run."""
+    from optuna.trial import TrialState
+
     trials = study.get_trials(deepcopy=False)
     retried = {trial.system_attrs.get("failed_trial") for trial in trials}
-    return [trial for trial in trials if trial.number not in retried]
+    counted = [trial for trial in trials if trial.number not in retried]
+    return len(counted) < budget or any(trial.state == TrialState.WAITING for trial in counted)
 
 
 def stopped(args):
@@ -142,15 +146,19 @@ def study_of(args):
 
 def work(args):
     """One worker: run trials until the study holds --trials, done, failed or under way."""
+    import optuna
+
     study = study_of(args)
 
     def stop_when_enough(study, trial):
-        if len(trials_counted(study)) >= args.trials:
+        if not trials_wanted(study, args.trials):
             study.stop()
 
     # Every trial counts once, failed ones too (a mistake in main.py's options fails them
-    # all); a retry of a killed worker's trial is not a new trial.
-    if len(trials_counted(study)) < args.trials:
+    # all); a killed worker's trial, past --grace, is taken up again by a retry, even when
+    # it was the budget's last.
+    optuna.storages.fail_stale_trials(study)
+    if trials_wanted(study, args.trials):
         study.optimize(objective(args), callbacks=[stop_when_enough])
 
 

@@ -112,3 +112,23 @@ def test_failing_trials_count_say_why_in_one_line_and_end_the_search(tmp_path):
     again = subprocess.run(search(tmp_path, "--trials", "2")[:-len(TINY)] + [*TINY, "--M", "0"],
                            capture_output=True, text=True, timeout=300)
     assert "[!] trial" not in again.stderr  # a finished search runs no trial more
+
+
+def test_a_killed_worker_of_the_budgets_last_trial_is_taken_up_again(tmp_path):
+    """When the killed worker's trial was the last of --trials, a worker started after
+    --grace resumes it (it found the budget full and ran nothing)."""
+    one = search(tmp_path, "--trials", "1", "--grace", "2", "--threads", "1")
+    first = subprocess.Popen(one, start_new_session=True, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while not glob.glob(str(tmp_path / "tiny" / "*" / "ckpt.pdparams")) and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=60)
+    time.sleep(3)  # past the grace period
+    again = subprocess.run(one, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-500:]
+    [log] = glob.glob(str(tmp_path / "tiny" / "*" / "train.log"))
+    with open(log) as f:
+        assert "# resumed after epoch" in f.read()
+    assert again.stdout.count("| complete |") == 1, again.stdout
