@@ -43,21 +43,24 @@ def pooled_patches(table, rows, cols, edges, areas, phi):
     (and columns') edges relative to the centre; areas (k,) float32, each scale's divisor."""
     B, C, H, W = table.shape[0], table.shape[1], table.shape[2] - 1, table.shape[3] - 1
     k, g = edges.shape[0], edges.shape[1] - 1
+    columns = np.empty(g + 1, np.int64)
+    strips = np.empty(g + 1, table.dtype)  # S[r1, c] - S[r0, c] at each column edge c
     for n in range(len(rows)):
         b = n % B
         for s in range(k):
+            for j in range(g + 1):
+                columns[j] = min(max(cols[n] + edges[s, j], 0), W)
             for c in range(C):
                 plane = table[b, c]
                 for i in range(g):
                     r0 = min(max(rows[n] + edges[s, i], 0), H)
                     r1 = min(max(rows[n] + edges[s, i + 1], 0), H)
+                    for j in range(g + 1):
+                        strips[j] = plane[r1, columns[j]] - plane[r0, columns[j]]
+                    # S[r1, c1] - S[r0, c1] - S[r1, c0] + S[r0, c0]: rows, then columns
                     for j in range(g):
-                        c0 = min(max(cols[n] + edges[s, j], 0), W)
-                        c1 = min(max(cols[n] + edges[s, j + 1], 0), W)
-                        # S[r1, c1] - S[r0, c1] - S[r1, c0] + S[r0, c0]: rows, then columns
-                        left = plane[r1, c0] - plane[r0, c0]
-                        right = plane[r1, c1] - plane[r0, c1]
-                        phi[n, ((s * C + c) * g + i) * g + j] = np.float32(right - left) / areas[s]
+                        phi[n, ((s * C + c) * g + i) * g + j] = (np.float32(strips[j + 1] - strips[j])
+                                                                 / areas[s])
 
 
 @numba.njit(cache=True)
