@@ -4,6 +4,13 @@ each next one glimpse_scale times wider, average-pooled to g x g.
 Shapes use B for the batch, C, H, W for the image's channels, height and width,
 g for the patch size and k for the number of patches per glimpse.
 """
+import os
+
+# numba keeps the compiled loops outside the checkout, beside the canvases: in __pycache__
+# next to this file, every edit of a loop left 50-80 KB more in a clone's tree. Set before
+# numba is imported, which reads it then; a cache folder it cannot write, it skips.
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache",
+                                                      "ram-paddle", "numba"))
 import numba
 import numpy as np
 import paddle
@@ -39,7 +46,7 @@ def pixel_centres(l, height, width):
 LEVELS = 255  # an 8-bit image's pixels are whole numbers of 255ths
 
 
-# The "numpy" method's loops, compiled by numba (and cached beside this file): one pass over
+# The "numpy" method's loops, compiled by numba (and cached, see above): one pass over
 # what the table or phi needs, where NumPy and Paddle made index arrays, gathers and
 # temporaries at every batch and glimpse, several times slower (docs/performance.md). Each
 # value is computed as before, in the same order or exactly: the glimpses are bit for bit

@@ -172,7 +172,12 @@ def test_a_data_folder_too_long_a_name_for_its_files_is_refused(tmp_path, capsys
     assert exit_info.value.code == 2 and "bytes long" in capsys.readouterr().err
 
 
-def test_canvases_are_cached_outside_the_checkout_by_default():
-    """Hundreds of MB of canvases grew the checkout to 408 MB when data/cache/ was the default."""
+def test_canvases_and_compiled_loops_are_cached_outside_the_checkout_by_default():
+    """Hundreds of MB of canvases grew the checkout to 408 MB when data/cache/ was the default;
+    numba's cache of the retina's loops grew its __pycache__ by 50-80 KB an edit."""
+    import retina
+
     cache = os.path.realpath(os.path.expanduser(get_config(["--dataset", "cluttered"]).cache_dir))
-    assert os.path.commonpath([cache, os.path.realpath(ROOT)]) != os.path.realpath(ROOT)
+    compiled = os.path.realpath(retina.numba.config.CACHE_DIR)
+    for folder in (cache, compiled):
+        assert os.path.commonpath([folder, os.path.realpath(ROOT)]) != os.path.realpath(ROOT)
