@@ -411,16 +411,22 @@ def options_problem(config):
     return None
 
 
+# The options each process of a data-parallel run may set for itself: where it reads and
+# writes, and how it computes and reports. Any other would make its steps differ from the
+# others' (another model, or another --epochs, --resume or --test_freq: another sequence of
+# the all-reduces every process must join).
+PER_PROCESS = {"data_dir", "cache_dir", "ckpt_dir", "logs_dir", "plot_dir", "config",
+               "num_threads", "num_workers", "retina_method", "print_freq", "plot_freq"}
+
+
 def processes_problem(options_by_rank):
     """The one-line refusal of a data-parallel run whose processes were started with other
-    options of the model, the task or the training (the roles TEST and RESUME: the run's
-    checkpoints would hold rank 0's), or None. options_by_rank: each process's options (dicts
-    of main.py's options, rank 0's first). Where and how each process runs may differ."""
+    options than PER_PROCESS ones, or None. options_by_rank: each process's options (dicts of
+    main.py's options, rank 0's first)."""
     first = options_by_rank[0]
     differing = [f"--{name} {first.get(name)} (rank 0) vs {options.get(name)} (rank {rank})"
                  for rank, options in enumerate(options_by_rank[1:], 1)
-                 for name, field in FIELDS.items()
-                 if field.metadata.get("role") in (TEST, RESUME)
+                 for name in FIELDS if name not in PER_PROCESS
                  and options.get(name) != first.get(name)]
     if differing:
         return ("the processes of this run were started with other options: "

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from config import get_config, model_name
+from config import get_config, model_name, processes_problem
 from tests.helpers import ROOT
 
 
@@ -181,3 +181,14 @@ def test_canvases_and_compiled_loops_are_cached_outside_the_checkout_by_default(
     compiled = os.path.realpath(retina.numba.config.CACHE_DIR)
     for folder in (cache, compiled):
         assert os.path.commonpath([folder, os.path.realpath(ROOT)]) != os.path.realpath(ROOT)
+
+
+def test_processes_of_a_run_may_differ_only_in_where_and_how_they_run():
+    """A data-parallel run's processes compare their options as they meet: another --epochs or
+    --resume (another sequence of all-reduces, which would hang or abort) is refused; other
+    folders and threads, each machine's own, are not."""
+    base = vars(get_config(["--epochs", "3"]))
+    own = {**base, "data_dir": "/elsewhere/MNIST", "ckpt_dir": "/elsewhere/ckpt", "num_threads": 4}
+    assert processes_problem([base, own]) is None
+    message = processes_problem([base, {**own, "epochs": 4, "resume": True}])
+    assert "--epochs 3 (rank 0) vs 4 (rank 1)" in message and "--resume False (rank 0) vs True" in message
