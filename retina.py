@@ -129,8 +129,8 @@ class Retina:
 
     Three ways to cut the patches (METHODS) compute the same phi:
       "loop":   per image and scale, slice a zero-padded copy (the reference's way);
-      "numpy":  from the images' summed-area table, NumPy arrays in numba's loops (a retina that does
-                not pool reads the pixels themselves: see below);
+      "numpy":  from the images' summed-area table, in numba's loops over NumPy arrays
+                (a retina that does not pool reads the pixels themselves: see below);
       "paddle": the same with Paddle ops, so that a GPU batch stays on the GPU.
     "auto" takes "numpy" for a batch on the CPU (the fastest there: see
     benchmark.py) and "paddle" on any other device.
@@ -292,8 +292,8 @@ class Retina:
 
     def pool(self, corners, pool_areas):
         """(B, C, k * (g + 1)^2) table values at the pooled pixels' corners, in
-        (k, g + 1, g + 1) order -> phi (B, k * C * g * g), float32. Works on
-        NumPy arrays and on Tensors alike."""
+        (k, g + 1, g + 1) order -> phi (B, k * C * g * g), float32 Tensors (the "paddle"
+        method's; pooled_patches does the same for "numpy")."""
         C = corners.shape[1]
         k, g = self.num_patches, self.patch_size
         corners = corners.reshape([-1, C, k, g + 1, g + 1])
