@@ -84,7 +84,6 @@ def objective(args):
                                   text=True)
         except KeyboardInterrupt:  # Ctrl-C: it reached the trial's main.py too
             stopped(args)
-        error = None
         if done.returncode != 0:
             lines = done.stderr.strip().splitlines() or ["no message"]
             failure = f"main.py exited {done.returncode}: {lines[-1]}"
