@@ -755,9 +755,11 @@ def results_page(rows):
             other[key] == row[key] for key in ("task", "image_size", "num_distractors",
                                                "num_glimpses", "model"))
             and (options[other["checkpoint"]] or {}).get("optimizer") == "adam"]
+        against = ([f"the paper's {row['paper']:g}"] if row["paper"] is not None else []) + (
+            [f"{min(same_task):.2f} for the best of our Adam recipes"] if same_task else [])
         lines.append(f"- {TASKS[row['task']]}, {row['num_glimpses']} glimpses: "
-                     f"{row['test_error']:.2f}, against the paper's {row['paper']:g} and "
-                     f"{min(same_task):.2f} for the best of our Adam recipes.")
+                     f"{row['test_error']:.2f}" + (f", against {' and '.join(against)}" if against
+                                                   else "") + ".")
     lines += ["", "A row's folder holds `model.pdparams` (the validation-selected weights in float16 "
               "with the options, the epoch and the RNG state that makes its test repeatable; no "
               "optimizer state), `train.log` (the options, then a line an epoch) and `test.json` "
