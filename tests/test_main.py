@@ -252,27 +252,35 @@ def test_an_image_folder_counts_each_image_once_and_no_hidden_folder_as_a_class(
     assert len(images) == 12 and sorted(labels.tolist()) == [0] * 6 + [1] * 6
 
 
-def test_two_nodes_on_the_loopback_address_train_checkpoint_once_and_resume(tmp_path):
-    """Issue 39: the multi-machine command (paddle.distributed.launch --master --nnodes 2),
-    here as two nodes of one process each on 127.0.0.1: rank 0 alone writes the files, and
-    the run resumes from them."""
+TWO_NODES = ["--num_threads", "1", "--num_glimpses", "2", "--patch_size", "4", "--glimpse_hidden",
+             "16", "--loc_hidden", "16", "--batch_size", "32", "--M", "2", "--train_subset", "640",
+             "--data_dir", MNIST_DIR, "--use_gpu=False"]
+
+
+def two_nodes(tmp_path, args_of_rank):
+    """The multi-machine command (paddle.distributed.launch --master --nnodes 2) as two nodes
+    of one process each on 127.0.0.1, rank r running main.py with args_of_rank[r]; their exit
+    codes. Each node's worker log is tmp_path/launch<rank>/workerlog.0."""
     import socket
 
-    args = ["--num_threads", "1", "--num_glimpses", "2", "--patch_size", "4", "--hidden_size", "32",
-            "--glimpse_hidden", "16", "--loc_hidden", "16", "--batch_size", "32", "--M", "2",
-            "--train_subset", "640", "--data_dir", MNIST_DIR, "--run_name", "two_nodes",
-            "--use_gpu=False"]
+    with socket.socket() as probe:  # a free port for the master
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    nodes = [subprocess.Popen([sys.executable, "-m", "paddle.distributed.launch", "--master",
+                               f"127.0.0.1:{port}", "--nnodes", "2", "--nproc_per_node", "1",
+                               "--rank", str(rank), "--log_dir", str(tmp_path / f"launch{rank}"),
+                               os.path.join(ROOT, "main.py"), *args],
+                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for rank, args in enumerate(args_of_rank)]
+    return [node.wait(timeout=300) for node in nodes]
+
+
+def test_two_nodes_on_the_loopback_address_train_checkpoint_once_and_resume(tmp_path):
+    """Issue 39: the multi-machine command, here as two nodes on 127.0.0.1: rank 0 alone
+    writes the files, and the run resumes from them."""
+    args = [*TWO_NODES, "--hidden_size", "32", "--run_name", "two_nodes"]
     for extra in (["--epochs", "1"], ["--epochs", "2", "--resume=True", "--best=False"]):
-        with socket.socket() as probe:  # a free port for the master
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        nodes = [subprocess.Popen([sys.executable, "-m", "paddle.distributed.launch", "--master",
-                                   f"127.0.0.1:{port}", "--nnodes", "2", "--nproc_per_node", "1",
-                                   "--rank", str(rank), "--log_dir", str(tmp_path / f"launch{rank}"),
-                                   os.path.join(ROOT, "main.py"), *args, *extra],
-                                  cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for rank in (0, 1)]
-        assert [node.wait(timeout=300) for node in nodes] == [0, 0]
+        assert two_nodes(tmp_path, [args + extra] * 2) == [0, 0]
     assert sorted(glob.glob("*/*.pdparams*", root_dir=tmp_path / "ckpt")) == [
         "two_nodes/best.pdparams", "two_nodes/ckpt.pdparams"]
     log = (tmp_path / "ckpt" / "two_nodes/train.log").read_text().splitlines()
@@ -284,21 +292,8 @@ def test_processes_started_with_other_model_options_are_refused_in_one_line(tmp_
     """The third campaign's re-run: a data-parallel run whose rank 1 had another --hidden_size
     aborted both processes in Paddle's C++ at the first all-reduce, with no reason given. Both
     now stop before training, each saying which options differ."""
-    import socket
-
-    args = ["--num_threads", "1", "--num_glimpses", "2", "--patch_size", "4", "--glimpse_hidden",
-            "16", "--loc_hidden", "16", "--batch_size", "32", "--M", "2", "--train_subset", "640",
-            "--data_dir", MNIST_DIR, "--run_name", "mixed", "--use_gpu=False", "--epochs", "1"]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    nodes = [subprocess.Popen([sys.executable, "-m", "paddle.distributed.launch", "--master",
-                               f"127.0.0.1:{port}", "--nnodes", "2", "--nproc_per_node", "1",
-                               "--rank", str(rank), "--log_dir", str(tmp_path / f"launch{rank}"),
-                               os.path.join(ROOT, "main.py"), *args, "--hidden_size", size],
-                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for rank, size in ((0, "32"), (1, "64"))]
-    assert all(node.wait(timeout=300) != 0 for node in nodes)
+    args = [*TWO_NODES, "--run_name", "mixed", "--epochs", "1", "--hidden_size"]
+    assert all(code != 0 for code in two_nodes(tmp_path, [args + ["32"], args + ["64"]]))
     for rank in (0, 1):
         log = (tmp_path / f"launch{rank}" / "workerlog.0").read_text()
         assert "--hidden_size 32 (rank 0) vs 64 (rank 1)" in log and "SIGABRT" not in log, log[-800:]
