@@ -7,7 +7,7 @@ g for the patch size and k for the number of patches per glimpse.
 import os
 
 # numba keeps the compiled loops outside the checkout, beside the canvases: in __pycache__
-# next to this file, every edit of a loop left 50-80 KB more in a clone's tree. Set before
+# next to this file, every edit of a loop left more compiled code in the tree. Set before
 # numba is imported, which reads it then; a cache folder it cannot write, it skips.
 os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache",
                                                       "ram-paddle", "numba"))

@@ -174,7 +174,7 @@ def test_a_data_folder_too_long_a_name_for_its_files_is_refused(tmp_path, capsys
 
 def test_canvases_and_compiled_loops_are_cached_outside_the_checkout_by_default():
     """Hundreds of MB of canvases grew the checkout to 408 MB when data/cache/ was the default;
-    numba's cache of the retina's loops grew its __pycache__ by 50-80 KB an edit."""
+    numba's cache of the retina's loops grew its __pycache__ with every edit of a loop."""
     import retina
 
     cache = os.path.realpath(os.path.expanduser(get_config(["--dataset", "cluttered"]).cache_dir))
