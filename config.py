@@ -193,6 +193,19 @@ class RunConfig:
         0, "also test every N epochs and log test_err and selected_test_err (of the "
         "best-validation checkpoint), never used to choose the best model (0: never)",
         role=FREE, least=0)
+    nnodes: int = option(
+        1, "machines of one run: start main.py on each with the same --nnodes and --master and "
+        "its own --rank; it starts Paddle's launcher there (one process a machine), and stops "
+        "in one line if the machines have not met within --meet_timeout", role=FREE,
+        group="machines", least=1, most=1024)
+    master: str = option(None, "address:port of the machine of --rank 0, where the machines "
+                         "meet (--nnodes 2 or more)", role=FREE, group="machines")
+    rank: int = option(0, "this machine's rank, 0 to --nnodes - 1; rank 0 writes the files",
+                       role=FREE, group="machines", least=0, most=1023)
+    meet_timeout: int = option(
+        180, "seconds the processes of a run on several machines or devices wait for each "
+        "other to start before stopping, in one line, with what is wrong", role=FREE,
+        group="machines", least=1, most=86_400)
 
 
 # The sections, in the order of the help; every option is a field of one of them.
@@ -349,7 +362,7 @@ def options_problem(config):
                     f"frame; see docs/options.md)")
         if config.image_size != 24 or config.model != "ram":
             return "--dataset catch is played on its 24x24 screen by --model ram"
-        if paddle.distributed.get_world_size() > 1:
+        if paddle.distributed.get_world_size() > 1 or config.nnodes > 1:
             return "--dataset catch trains in one process (its games are not sharded)"
     else:
         given = [name for name in GAME_ONLY if getattr(config, name) != defaults[name]]
@@ -403,6 +416,8 @@ def options_problem(config):
         return (f"the run's name, {model_name(config)[:40]}..., is {len(model_name(config).encode())} "
                 f"bytes long, which its files' names cannot be (at most {MAX_NAME}): give "
                 f"its data a shorter folder name")
+    if problem := machines_problem(config):
+        return problem
     if config.use_gpu is None:
         config.use_gpu = paddle.device.is_compiled_with_cuda()
     if config.use_gpu and not paddle.device.is_compiled_with_cuda():
@@ -411,12 +426,29 @@ def options_problem(config):
     return None
 
 
+def machines_problem(config):
+    """Why --nnodes, --master and --rank cannot start a run on several machines, or None."""
+    if config.nnodes == 1:
+        if config.master is not None or config.rank != 0:
+            return "--master and --rank are for a run on several machines (--nnodes 2 or more)"
+        return None
+    if not config.is_train:
+        return "--nnodes is for training; test on one machine"
+    host, _, port = (config.master or "").rpartition(":")
+    if not (host and port.isdigit() and 0 < int(port) < 65536):
+        return (f"--nnodes {config.nnodes} needs --master <address>:<port> of the machine of "
+                f"rank 0, got {config.master!r}")
+    if config.rank >= config.nnodes:
+        return f"--rank must be 0 to {config.nnodes - 1} (--nnodes {config.nnodes}), got {config.rank}"
+    return None
+
+
 # The options each process of a data-parallel run may set for itself: where it reads and
 # writes, and how it computes and reports. Any other would make its steps differ from the
 # others' (another model, or another --epochs, --resume or --test_freq: another sequence of
 # the all-reduces every process must join).
 PER_PROCESS = {"data_dir", "cache_dir", "ckpt_dir", "logs_dir", "plot_dir", "config",
-               "num_threads", "num_workers", "retina_method", "print_freq", "plot_freq"}
+               "num_threads", "num_workers", "retina_method", "print_freq", "plot_freq", "rank"}
 
 
 def processes_problem(options_by_rank):

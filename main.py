@@ -1,7 +1,8 @@
 """Train or evaluate the Recurrent Attention Model: python main.py --help."""
 import sys
 
-from utils import PipeSafeStream, before_paddle, die_with_parent, exit_on_signals, usable_cores
+from utils import (PipeSafeStream, before_paddle, die_with_parent, exit_on_signals,
+                   launch_machines, usable_cores, within)
 
 before_paddle(hold_signals=__name__ == "__main__")  # until exit_on_signals, below
 import paddle
@@ -21,11 +22,16 @@ def main(config, tested=None):
         paddle.set_device("cpu")
     if processes > 1:
         die_with_parent()  # the launcher's death, even by kill -9, stops this worker too
-        paddle.distributed.init_parallel_env()
-        # Other model options on another process would abort both in Paddle's C++ at the
-        # first all-reduce, with a stack and no reason given: compare them first.
+        # Paddle waits for ever for a process that never starts (another machine's launcher
+        # met with another --nnodes, then stopped). Other model options on another process
+        # would abort both in its C++ at the first all-reduce, with no reason given: compare
+        # them first.
         everyone = []
-        paddle.distributed.all_gather_object(everyone, vars(config))
+        with within(config.meet_timeout, f"the {processes} processes of this run had not all "
+                    f"started within --meet_timeout {config.meet_timeout} s: see every "
+                    f"machine's launcher output"):
+            paddle.distributed.init_parallel_env()
+            paddle.distributed.all_gather_object(everyone, vars(config))
         if problem := processes_problem(everyone):
             sys.exit(f"[!] {problem}")
     # The cores are shared among the processes of a data-parallel run.
@@ -55,4 +61,7 @@ if __name__ == "__main__":
     # while testing, nothing has been written: a signal leaves at once. An exception raised
     # instead could surface inside Paddle's C++ as another error.
     exit_on_signals("before training began or while testing: no file was changed")
-    main(*parse())
+    config, tested = parse()
+    if config.nnodes > 1 and paddle.distributed.get_world_size() == 1:  # not yet launched
+        launch_machines(config, sys.argv[1:], __file__)
+    main(config, tested)

@@ -303,3 +303,182 @@ def remove_orphans(pattern):
             os.remove(path)
         except PermissionError:  # alive, another user's
             pass
+
+
+@contextlib.contextmanager
+def within(seconds, reason):
+    """Leave this process with `reason` in one line on stderr (exit code 1) if the block
+    has not ended within `seconds`: for the waits of Paddle's C++ that nothing else ends."""
+    import threading
+
+    def expire():
+        os.write(2, f"[!] {reason}\n".encode())
+        os._exit(1)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+class Meeting:
+    """The meeting of a run's machines at --master, as one machine sees it: Paddle's launcher
+    keeps its peers in a key-value server there (a pod a machine, /<job>/info/<pod>/<rank>),
+    beside which every machine's launch_machines notes its --nnodes (/ram-paddle/<rank>/...)."""
+
+    def __init__(self, config):
+        self.master, self.nnodes, self.rank = config.master, config.nnodes, config.rank
+        self.timeout = config.meet_timeout
+        self.noted = False
+
+    def read(self, key):
+        """The entries under key (a dict; {} if none), or None if the master does not answer
+        as Paddle's launcher."""
+        import json
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://{self.master}{key}", timeout=2) as answer:
+                return json.loads(answer.read())
+        except urllib.error.HTTPError as err:
+            return {} if err.code == 404 else None
+        except (OSError, ValueError):
+            return None
+
+    def note(self):
+        """Note this machine's --nnodes at the master, once it answers."""
+        import socket
+        import urllib.request
+
+        key = f"/ram-paddle/{self.rank}/{socket.gethostname()}-{os.getpid()}"
+        try:
+            urllib.request.urlopen(urllib.request.Request(
+                f"http://{self.master}{key}", data=str(self.nnodes).encode()), timeout=2).close()
+            self.noted = True
+        except OSError:
+            pass
+
+    def verdict(self):
+        """True once every machine is there, the one-line reason they cannot meet, or None."""
+        if not self.noted:
+            self.note()
+        fronts, pods = self.read("/ram-paddle/"), self.read("/default/info/")
+        if not self.noted or fronts is None or pods is None:
+            return None
+        nnodes = [(int(key.split("/")[2]), int(value)) for key, value in sorted(fronts.items())]
+        for rank, n in nnodes:
+            if n != self.nnodes:
+                return (f"the machine of rank {rank} was started with --nnodes {n}, this one "
+                        f"(rank {self.rank}) with --nnodes {self.nnodes}: give every machine "
+                        f"the same")
+        noted = sorted(rank for rank, _ in nnodes)
+        joined = sorted(int(key.rsplit("/", 1)[1]) for key in pods)  # the launchers' ranks
+        for ranks in (noted, joined):
+            if twice := [rank for rank in set(ranks) if ranks.count(rank) > 1]:
+                return (f"two machines were given --rank {twice[0]}: give each machine its own "
+                        f"rank, 0 to {self.nnodes - 1}")
+        return noted == joined == list(range(self.nnodes)) or None
+
+    def why_not_met(self):
+        """The one-line reason the machines have not met, once the time is up."""
+        import socket
+
+        where = f"--master {self.master}"
+        if isinstance(verdict := self.verdict(), str):
+            return verdict
+        if not self.answers_as_launcher():
+            host, port = self.master.rsplit(":", 1)
+            try:
+                socket.create_connection((host, int(port)), timeout=2).close()
+            except OSError:
+                return (f"nothing answers at {where} within --meet_timeout {self.timeout} s: "
+                        f"start the machine of rank 0 there, or check the address and firewall")
+            return (f"{where} answers, but not as Paddle's launcher: another program holds the "
+                    f"port (ss -ltn on that machine); give another port, the same everywhere")
+        ranks = sorted({int(key.split("/")[2]) for key in self.read("/ram-paddle/") or {}})
+        missing = [str(rank) for rank in range(self.nnodes) if rank not in ranks]
+        return (f"{len(ranks)} of the {self.nnodes} machines (--nnodes) met at {where} within "
+                f"--meet_timeout {self.timeout} s (ranks {', '.join(map(str, ranks)) or 'none'}): "
+                f"start rank {', '.join(missing)} with main.py --nnodes {self.nnodes}")
+
+    def answers_as_launcher(self):
+        """Whether Paddle's key-value server answers at --master."""
+        return self.read("/healthy") == {"/healthy": "ok"}
+
+    def port_held_by_another_program(self):
+        """Whether --master's port is taken on this machine, and not by a Paddle launcher
+        (which takes any program there for its own key-value server, and waits)."""
+        import errno
+        import socket
+        import time
+
+        host, port = self.master.rsplit(":", 1)
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, int(port)))
+                return False
+            except OSError as err:
+                if err.errno != errno.EADDRINUSE:  # not this machine's address, or free
+                    return False
+        deadline = time.monotonic() + 5  # a launcher starting here answers within seconds
+        while time.monotonic() < deadline:
+            if self.answers_as_launcher():
+                return False
+            time.sleep(0.5)
+        return True
+
+
+def launch_machines(config, argv, script):
+    """Train on config.nnodes machines, this one config.rank: Paddle's launcher runs one
+    process of `script` with argv here. The launcher waits for ever for machines that never
+    meet (a wrong --nnodes, a taken port, a missing or repeated rank); this stops instead,
+    in one line saying what is wrong, after config.meet_timeout seconds or as soon as the
+    master shows it. Exits with the launcher's exit code."""
+    import sys
+    import threading
+    import time
+
+    meeting = Meeting(config)
+
+    failing = threading.Lock()  # the watch and the launcher can both fail: one line
+
+    def fail(reason, seen_at_master=False):
+        if not failing.acquire(blocking=False):
+            threading.Event().wait()  # the first failure ends this process within seconds
+        os.write(2, f"[!] {reason}\n".encode())
+        if seen_at_master:  # keep the master up for the other machines to see it and say it too
+            time.sleep(2)
+        os._exit(1)  # Paddle's key-value server is a thread that would keep this process
+
+    if config.rank == 0 and meeting.port_held_by_another_program():
+        fail(f"--master {config.master}: its port is taken on this machine by another program "
+             f"(ss -ltn): give another port, the same on every machine")
+
+    def watch():
+        deadline = time.monotonic() + config.meet_timeout
+        while time.monotonic() < deadline:
+            verdict = meeting.verdict()
+            if verdict is True:
+                return
+            if verdict:
+                fail(verdict, seen_at_master=True)
+            time.sleep(0.5)
+        fail(meeting.why_not_met())
+
+    threading.Thread(target=watch, daemon=True).start()
+    from paddle.distributed.launch.main import launch
+
+    sys.argv = ["paddle.distributed.launch", "--master", config.master, "--nnodes",
+                str(config.nnodes), "--rank", str(config.rank), "--nproc_per_node", "1",
+                "--log_dir", os.path.join(config.logs_dir or "logs", "launch"), script, *argv]
+    try:
+        launch()  # ends with sys.exit(the processes' exit code)
+    except Exception as err:  # how Paddle's launcher ends on two machines of one rank
+        verdict = meeting.verdict()
+        fail(verdict if isinstance(verdict, str) else f"Paddle's launcher stopped: {err}",
+             seen_at_master=True)
+    sys.exit(0)

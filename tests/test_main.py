@@ -257,22 +257,36 @@ TWO_NODES = ["--num_threads", "1", "--num_glimpses", "2", "--patch_size", "4", "
              "--data_dir", MNIST_DIR, "--use_gpu=False"]
 
 
-def two_nodes(tmp_path, args_of_rank):
-    """The multi-machine command (paddle.distributed.launch --master --nnodes 2) as two nodes
-    of one process each on 127.0.0.1, rank r running main.py with args_of_rank[r]; their exit
-    codes. Each node's worker log is tmp_path/launch<rank>/workerlog.0."""
+def free_port():
     import socket
 
-    with socket.socket() as probe:  # a free port for the master
+    with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    nodes = [subprocess.Popen([sys.executable, "-m", "paddle.distributed.launch", "--master",
-                               f"127.0.0.1:{port}", "--nnodes", "2", "--nproc_per_node", "1",
-                               "--rank", str(rank), "--log_dir", str(tmp_path / f"launch{rank}"),
-                               os.path.join(ROOT, "main.py"), *args],
-                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for rank, args in enumerate(args_of_rank)]
+        return probe.getsockname()[1]
+
+
+def two_nodes(tmp_path, args_of_rank, port=None, nnodes=(2, 2), ranks=(0, 1)):
+    """The multi-machine command (main.py --nnodes 2 --master --rank) as two nodes of one
+    process each on 127.0.0.1, each in its folder tmp_path/node<i>; node i runs with
+    args_of_rank[i], --nnodes nnodes[i] and --rank ranks[i]. Their exit codes; node i's
+    stderr is tmp_path/node<i>.err, its worker's log tmp_path/node<i>/logs/launch/workerlog.0."""
+    port = port or free_port()
+    nodes = []
+    for node, args in enumerate(args_of_rank):
+        os.makedirs(tmp_path / f"node{node}", exist_ok=True)
+        with open(tmp_path / f"node{node}.err", "w") as err:
+            nodes.append(subprocess.Popen(
+                [sys.executable, os.path.join(ROOT, "main.py"), *args, "--ckpt_dir",
+                 str(tmp_path / "ckpt"), "--nnodes", str(nnodes[node]), "--master",
+                 f"127.0.0.1:{port}", "--rank", str(ranks[node])],
+                cwd=tmp_path / f"node{node}", stdout=subprocess.DEVNULL, stderr=err))
     return [node.wait(timeout=300) for node in nodes]
+
+
+def refusals(tmp_path, nodes=2):
+    """The '[!]' lines of each node's stderr (see two_nodes)."""
+    return [[line for line in (tmp_path / f"node{node}.err").read_text().splitlines()
+             if line.startswith("[!]")] for node in range(nodes)]
 
 
 def test_two_nodes_on_the_loopback_address_train_checkpoint_once_and_resume(tmp_path):
@@ -295,9 +309,41 @@ def test_processes_started_with_other_model_options_are_refused_in_one_line(tmp_
     args = [*TWO_NODES, "--run_name", "mixed", "--epochs", "1", "--hidden_size"]
     assert all(code != 0 for code in two_nodes(tmp_path, [args + ["32"], args + ["64"]]))
     for rank in (0, 1):
-        log = (tmp_path / f"launch{rank}" / "workerlog.0").read_text()
+        log = (tmp_path / f"node{rank}" / "logs" / "launch" / "workerlog.0").read_text()
         assert "--hidden_size 32 (rank 0) vs 64 (rank 1)" in log and "SIGABRT" not in log, log[-800:]
     assert not glob.glob("**/*.pdparams", root_dir=tmp_path, recursive=True)
+
+
+def test_machines_that_cannot_meet_stop_in_one_line_naming_the_mistake(tmp_path):
+    """N10: Paddle's launcher waited for ever on each of these; main.py --nnodes stops each
+    machine in one line, at once or after --meet_timeout, and writes nothing."""
+    import socket
+
+    args = [*TWO_NODES, "--epochs", "1", "--meet_timeout", "5"]
+    assert two_nodes(tmp_path / "a", [args] * 2, nnodes=(2, 3)) == [1, 1]
+    assert refusals(tmp_path / "a") == [
+        ["[!] the machine of rank 1 was started with --nnodes 3, this one (rank 0) with "
+         "--nnodes 2: give every machine the same"],
+        ["[!] the machine of rank 0 was started with --nnodes 2, this one (rank 1) with "
+         "--nnodes 3: give every machine the same"]]
+    assert two_nodes(tmp_path / "b", [args] * 2, ranks=(0, 0)) == [1, 1]
+    assert refusals(tmp_path / "b") == [["[!] two machines were given --rank 0: give each "
+                                         "machine its own rank, 0 to 1"]] * 2
+    assert two_nodes(tmp_path / "c", [args], ranks=(1,)) == [1]
+    assert refusals(tmp_path / "c", 1)[0][0].startswith(
+        "[!] 1 of the 2 machines (--nnodes) met at --master 127.0.0.1:")
+    with socket.socket() as other_program:  # listens at the master's port, answers nothing
+        other_program.bind(("127.0.0.1", 0))
+        other_program.listen()
+        port = other_program.getsockname()[1]
+        assert two_nodes(tmp_path / "d", [args] * 2, port=port) == [1, 1]
+    first, second = refusals(tmp_path / "d")
+    assert first == [f"[!] --master 127.0.0.1:{port}: its port is taken on this machine by "
+                     f"another program (ss -ltn): give another port, the same on every machine"]
+    assert second[0].startswith(f"[!] --master 127.0.0.1:{port} answers, but not as Paddle's")
+    assert not glob.glob("**/*.pdparams", root_dir=tmp_path, recursive=True)
+    assert not glob.glob("**/Traceback*", root_dir=tmp_path, recursive=True)
+    assert "Traceback" not in "".join(path.read_text() for path in tmp_path.glob("*/node*.err"))
 
 
 def test_the_readmes_visualdl_command_serves_its_page_in_any_browser_language(tmp_path):
