@@ -394,9 +394,13 @@ class Meeting:
             host, port = self.master.rsplit(":", 1)
             try:
                 socket.create_connection((host, int(port)), timeout=2).close()
-            except OSError:
+            except ConnectionRefusedError:
+                return (f"nothing listens at {where} within --meet_timeout {self.timeout} s: "
+                        f"start the machine of rank 0 there, or check the address")
+            except OSError:  # no answer at all: a firewall, or a program that never accepts
                 return (f"nothing answers at {where} within --meet_timeout {self.timeout} s: "
-                        f"start the machine of rank 0 there, or check the address and firewall")
+                        f"start the machine of rank 0 there, or check the address, its firewall "
+                        f"and whether another program holds the port (ss -ltn there)")
             return (f"{where} answers, but not as Paddle's launcher: another program holds the "
                     f"port (ss -ltn on that machine); give another port, the same everywhere")
         ranks = sorted({int(key.split("/")[2]) for key in self.read("/ram-paddle/") or {}})
