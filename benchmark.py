@@ -88,6 +88,25 @@ def time_runs(run, repeats, warmup=1, clock=time.perf_counter):
     return times
 
 
+def take_turns(ways, repeats):
+    """{way: [figure of each turn]}: ways ({name: a function timing one turn}) measured in
+    turns, `repeats` rounds after one warm-up each, so that a busy moment of the machine
+    falls on all of them alike."""
+    for measure in ways.values():
+        measure()
+    times = {way: [] for way in ways}
+    for _ in range(repeats):
+        for way, measure in ways.items():
+            times[way].append(measure())
+    return times
+
+
+def turns_lines(times, unit):
+    """A line a way of take_turns' figures: its median, min and max, in `unit`."""
+    return [f"{way}: {statistics.median(values):.2f} {unit} (median of {len(values)}; "
+            f"{min(values):.2f} to {max(values):.2f})" for way, values in times.items()]
+
+
 class TorchWorker:
     """torch_ram.py --serve in a child process, one command at a time."""
 

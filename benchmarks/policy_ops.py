@@ -21,6 +21,7 @@ import paddle.nn.functional as F
 from paddle.distribution import Normal
 
 import modules
+from benchmark import take_turns, turns_lines
 from config import get_config
 from trainer import Trainer
 
@@ -54,19 +55,14 @@ def main():
             trainer.train_step(*batches[i % len(batches)])
         return 1000 * (time.process_time() - start) / args.steps
 
-    ways = {"Normal": through_normal, "written out": WRITTEN_OUT}
-    times = {way: [] for way in ways}
-    for forward in ways.values():  # warm-up
+    def with_policy(forward):
         modules.LocationNetwork.forward = forward
-        step_ms()
-    for _ in range(args.repeats):
-        for way, forward in ways.items():
-            modules.LocationNetwork.forward = forward
-            times[way].append(step_ms())
+        return step_ms()
+
+    times = take_turns({"Normal": lambda: with_policy(through_normal),
+                        "written out": lambda: with_policy(WRITTEN_OUT)}, args.repeats)
+    print("\n".join(turns_lines(times, "ms of CPU a step")))
     medians = {way: statistics.median(values) for way, values in times.items()}
-    for way, values in times.items():
-        print(f"{way}: {medians[way]:.2f} ms a step (CPU time, median of {args.repeats}; "
-              f"{min(values):.2f} to {max(values):.2f})")
     print(f"written out / Normal: {medians['Normal'] / medians['written out']:.2f}x")
 
 

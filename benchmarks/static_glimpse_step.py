@@ -24,6 +24,7 @@ import paddle
 import paddle.nn.functional as F
 
 import retina
+from benchmark import take_turns, turns_lines
 from config import get_config, sections
 from model import build_model, make_optimizer, ram_loss
 
@@ -85,16 +86,9 @@ def main():
             optimizers[way].step()
         return 1000 * (time.process_time() - start) / args.steps
 
-    times = {way: [] for way in models}
-    for way in models:  # warm-up (and the program's tracing)
-        step_ms(way)
-    for _ in range(args.repeats):
-        for way in models:
-            times[way].append(step_ms(way))
+    times = take_turns({way: lambda way=way: step_ms(way) for way in models}, args.repeats)
+    print("\n".join(turns_lines(times, "ms of CPU a step")))
     medians = {way: statistics.median(values) for way, values in times.items()}
-    for way, values in times.items():
-        print(f"{way}: {medians[way]:.2f} ms a step (CPU time, median of {args.repeats}; "
-              f"{min(values):.2f} to {max(values):.2f})")
     print(f"static / dynamic: {medians['dynamic'] / medians['static after the retina']:.2f}x")
 
 
