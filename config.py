@@ -444,11 +444,12 @@ def machines_problem(config):
 
 
 # The options each process of a data-parallel run may set for itself: where it reads and
-# writes, and how it computes and reports. Any other would make its steps differ from the
-# others' (another model, or another --epochs, --resume or --test_freq: another sequence of
-# the all-reduces every process must join).
+# writes, how it computes and reports, its rank and its patience. Any other would make its
+# steps differ from the others' (another model, or another --epochs, --resume or --test_freq:
+# another sequence of the all-reduces every process must join).
 PER_PROCESS = {"data_dir", "cache_dir", "ckpt_dir", "logs_dir", "plot_dir", "config",
-               "num_threads", "num_workers", "retina_method", "print_freq", "plot_freq", "rank"}
+               "num_threads", "num_workers", "retina_method", "print_freq", "plot_freq", "rank",
+               "meet_timeout"}
 
 
 def processes_problem(options_by_rank):

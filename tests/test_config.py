@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from config import get_config, model_name, processes_problem
+from config import get_config, model_name, options_problem, parser, processes_problem
 from tests.helpers import ROOT
 
 
@@ -188,7 +188,23 @@ def test_processes_of_a_run_may_differ_only_in_where_and_how_they_run():
     --resume (another sequence of all-reduces, which would hang or abort) is refused; other
     folders and threads, each machine's own, are not."""
     base = vars(get_config(["--epochs", "3"]))
-    own = {**base, "data_dir": "/elsewhere/MNIST", "ckpt_dir": "/elsewhere/ckpt", "num_threads": 4}
+    own = {**base, "data_dir": "/elsewhere/MNIST", "ckpt_dir": "/elsewhere/ckpt", "num_threads": 4,
+           "rank": 1, "meet_timeout": 60}
     assert processes_problem([base, own]) is None
     message = processes_problem([base, {**own, "epochs": 4, "resume": True}])
     assert "--epochs 3 (rank 0) vs 4 (rank 1)" in message and "--resume False (rank 0) vs True" in message
+
+
+def test_options_of_several_machines_are_checked_before_any_launch():
+    """main.py --nnodes: a master that is no address:port, a rank outside the machines, or
+    --master without --nnodes are refused in one line, as any other option."""
+    for argv, reason in [
+            (["--nnodes", "2"], "--nnodes 2 needs --master <address>:<port>"),
+            (["--nnodes", "2", "--master", "10.0.0.1"], "needs --master <address>:<port>"),
+            (["--nnodes", "2", "--master", "10.0.0.1:99999"], "needs --master <address>:<port>"),
+            (["--nnodes", "2", "--master", "10.0.0.1:29500", "--rank", "2"], "--rank must be 0 to 1"),
+            (["--master", "10.0.0.1:29500"], "are for a run on several machines"),
+            (["--nnodes", "2", "--master", "10.0.0.1:29500", "--is_train=False"], "is for training")]:
+        assert reason in options_problem(parser.parse_args(argv)), argv
+    assert options_problem(parser.parse_args(["--nnodes", "2", "--master", "10.0.0.1:29500",
+                                              "--rank", "1"])) is None
