@@ -707,6 +707,15 @@ def training(options):
             f"batch {options['batch_size']}")
 
 
+def task_label(row):
+    """A row's task in words: MNIST 28x28, cluttered 60x60, 4 distractors, ..."""
+    task = TASKS[row["task"]]
+    if row["task"] in ("translated", "cluttered"):
+        task += f" {row['image_size']}x{row['image_size']}" + (
+            f", {row['num_distractors']} distractors" if row["num_distractors"] else "")
+    return task
+
+
 def results_page(rows):
     """docs/results.md: the manifest's rows (results/manifest.json) as a reference table, and
     what the paper's own procedure (its SGD rows) gives against the paper and our Adam rows."""
@@ -732,10 +741,7 @@ def results_page(rows):
         ours = row["catch_rate"] if game else row["test_error"]
         paper = row["paper"]
         better = paper is not None and (ours >= paper if game else ours <= paper)
-        task = TASKS[row["task"]]
-        if row["task"] in ("translated", "cluttered"):
-            task += f" {row['image_size']}x{row['image_size']}" + (
-                f", {row['num_distractors']} distractors" if row["num_distractors"] else "")
+        task = task_label(row)
         model = MODELS[row["model"]] + (" (converted from PyTorch)" if row["recipe"] is None else "")
         folder = os.path.dirname(row["checkpoint"])
         recipe = f"[{os.path.basename(row['recipe'])}](../{row['recipe']})" if row["recipe"] else "–"
@@ -757,7 +763,7 @@ def results_page(rows):
             and (options[other["checkpoint"]] or {}).get("optimizer") == "adam"]
         against = ([f"the paper's {row['paper']:g}"] if row["paper"] is not None else []) + (
             [f"{min(same_task):.2f} for the best of our Adam recipes"] if same_task else [])
-        lines.append(f"- {TASKS[row['task']]}, {row['num_glimpses']} glimpses: "
+        lines.append(f"- {task_label(row)}, {row['num_glimpses']} glimpses: "
                      f"{row['test_error']:.2f}" + (f", against {' and '.join(against)}" if against
                                                    else "") + ".")
     lines += ["", "A row's folder holds `model.pdparams` (the validation-selected weights in float16 "
