@@ -64,7 +64,7 @@ def main():
     paddle.set_device("cpu")
     paddle.base.core.set_num_threads(1)
     # Beside the static program's executor threads, Paddle's DLPack import of the retina's
-    # output hung at times (twice in four runs here): both ways copy it instead (32 KB).
+    # output hung at times (in about half of the runs here): both ways copy it instead (32 KB).
     retina.as_tensor = lambda array, place: paddle.to_tensor(array, place=place)
     config = get_config(["--num_threads", "1"])
     models = {"dynamic": build_model(sections(config)["model"]),
