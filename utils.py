@@ -343,7 +343,8 @@ class Meeting:
 
         try:
             with urllib.request.urlopen(f"http://{self.master}{key}", timeout=2) as answer:
-                return json.loads(answer.read())
+                entries = json.loads(answer.read())
+            return entries if isinstance(entries, dict) else None
         except urllib.error.HTTPError as err:
             return {} if err.code == 404 else None
         except (OSError, ValueError):
@@ -369,14 +370,17 @@ class Meeting:
         fronts, pods = self.read("/ram-paddle/"), self.read("/default/info/")
         if not self.noted or fronts is None or pods is None:
             return None
-        nnodes = [(int(key.split("/")[2]), int(value)) for key, value in sorted(fronts.items())]
+        try:
+            nnodes = [(int(key.split("/")[2]), int(value)) for key, value in sorted(fronts.items())]
+            joined = sorted(int(key.rsplit("/", 1)[1]) for key in pods)  # the launchers' ranks
+        except (ValueError, IndexError):  # not what launch_machines and Paddle write there
+            return None
         for rank, n in nnodes:
             if n != self.nnodes:
                 return (f"the machine of rank {rank} was started with --nnodes {n}, this one "
                         f"(rank {self.rank}) with --nnodes {self.nnodes}: give every machine "
                         f"the same")
         noted = sorted(rank for rank, _ in nnodes)
-        joined = sorted(int(key.rsplit("/", 1)[1]) for key in pods)  # the launchers' ranks
         for ranks in (noted, joined):
             if twice := [rank for rank in set(ranks) if ranks.count(rank) > 1]:
                 return (f"two machines were given --rank {twice[0]}: give each machine its own "
@@ -403,10 +407,11 @@ class Meeting:
                         f"and whether another program holds the port (ss -ltn there)")
             return (f"{where} answers, but not as Paddle's launcher: another program holds the "
                     f"port (ss -ltn on that machine); give another port, the same everywhere")
-        ranks = sorted({int(key.split("/")[2]) for key in self.read("/ram-paddle/") or {}})
-        missing = [str(rank) for rank in range(self.nnodes) if rank not in ranks]
+        ranks = sorted({key.split("/")[2] for key in self.read("/ram-paddle/") or {}
+                        if key.count("/") >= 3}, key=lambda rank: (len(rank), rank))
+        missing = [str(rank) for rank in range(self.nnodes) if str(rank) not in ranks]
         return (f"{len(ranks)} of the {self.nnodes} machines (--nnodes) met at {where} within "
-                f"--meet_timeout {self.timeout} s (ranks {', '.join(map(str, ranks)) or 'none'}): "
+                f"--meet_timeout {self.timeout} s (ranks {', '.join(ranks) or 'none'}): "
                 f"start rank {', '.join(missing)} with main.py --nnodes {self.nnodes}")
 
     def answers_as_launcher(self):
@@ -464,14 +469,17 @@ def launch_machines(config, argv, script):
 
     def watch():
         deadline = time.monotonic() + config.meet_timeout
-        while time.monotonic() < deadline:
-            verdict = meeting.verdict()
-            if verdict is True:
-                return
-            if verdict:
-                fail(verdict, seen_at_master=True)
-            time.sleep(0.5)
-        fail(meeting.why_not_met())
+        try:
+            while time.monotonic() < deadline:
+                verdict = meeting.verdict()
+                if verdict is True:
+                    return
+                if verdict:
+                    fail(verdict, seen_at_master=True)
+                time.sleep(0.5)
+            fail(meeting.why_not_met())
+        except Exception as err:  # the wait stays bounded whatever the master answered
+            fail(f"the machines' meeting at --master {config.master} could not be followed: {err}")
 
     threading.Thread(target=watch, daemon=True).start()
     from paddle.distributed.launch.main import launch

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from utils import FolderLocked, atomic_save, fast_mkl_on_amd, lock_folder, usable_cores
+from utils import FolderLocked, Meeting, atomic_save, fast_mkl_on_amd, lock_folder, usable_cores
 
 
 @pytest.mark.parametrize("vendor,expected", [("AuthenticAMD", "5"), ("GenuineIntel", None)])
@@ -94,3 +94,46 @@ def test_a_lock_file_that_is_a_link_is_refused_and_its_target_never_written(tmp_
         with pytest.raises(FolderLocked, match="cannot be its lock file"):
             lock_folder(str(folder))
     assert precious.read_text() == "precious text" and not (tmp_path / "made_elsewhere").exists()
+
+
+def test_a_meeting_is_judged_from_the_masters_entries_whatever_they_hold():
+    """utils.Meeting reads Paddle's key-value server at --master (here the launcher's own
+    server class on the loopback address): the machines met, a wrong --nnodes or a repeated
+    rank is named, and entries no launcher writes leave it waiting, never raising (a raise
+    would end the watch and leave the wait unbounded)."""
+    import argparse
+    import socket
+
+    from paddle.distributed.launch.utils.kv_server import KVServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = KVServer(port)
+    server.start()
+    try:
+        def judged(entries, nnodes=2, rank=0):
+            server.kv = {"/healthy": b"ok", **{key: value.encode() for key, value in entries.items()}}
+            meeting = Meeting(argparse.Namespace(master=f"127.0.0.1:{port}", nnodes=nnodes,
+                                                 rank=rank, meet_timeout=1))
+            meeting.noted = True  # as if this machine's note were among the entries
+            return meeting.verdict(), meeting.why_not_met()
+
+        both = {"/ram-paddle/0/a-1": "2", "/ram-paddle/1/b-2": "2",
+                "/default/info/pod0/0": "{}", "/default/info/pod1/1": "{}"}
+        assert judged(both)[0] is True
+        assert judged({**both, "/ram-paddle/1/b-2": "3"})[0] == (
+            "the machine of rank 1 was started with --nnodes 3, this one (rank 0) with --nnodes "
+            "2: give every machine the same")
+        assert judged({**both, "/default/info/pod1/0": "{}"})[0].startswith(
+            "two machines were given --rank 0")
+        alone = {"/ram-paddle/1/b-2": "2", "/default/info/pod1/1": "{}"}
+        assert judged(alone, rank=1)[1].startswith(
+            f"1 of the 2 machines (--nnodes) met at --master 127.0.0.1:{port} within "
+            f"--meet_timeout 1 s (ranks 1): start rank 0")
+        for garbage in ({"/ram-paddle/x": "2"}, {"/ram-paddle/0/a": "two"},
+                        {"/default/info/pod": "{}"}, {"/ram-paddle/": ""}):
+            verdict, why = judged({**alone, **garbage}, rank=1)
+            assert verdict is None and " of the 2 machines (--nnodes) met at " in why
+    finally:
+        server.stop()
