@@ -305,23 +305,27 @@ def remove_orphans(pattern):
             pass
 
 
+# within's watchdog: a process of its own, as Paddle's C++ waits hold the GIL (a thread of
+# this process could not run) and its handlers of SIGTERM are Python's (they would not either).
+WATCHDOG = ("import os, sys, time; time.sleep(float(sys.argv[1])); "
+            "os.write(2, sys.argv[2].encode()); os.kill(int(sys.argv[3]), 9)")
+
+
 @contextlib.contextmanager
 def within(seconds, reason):
-    """Leave this process with `reason` in one line on stderr (exit code 1) if the block
-    has not ended within `seconds`: for the waits of Paddle's C++ that nothing else ends."""
-    import threading
+    """Kill this process with `reason` in one line on stderr if the block has not ended
+    within `seconds`: for the waits of Paddle's C++ that nothing else ends (a TCP store
+    waiting for processes that never start holds the GIL, so no thread here could)."""
+    import subprocess
+    import sys
 
-    def expire():
-        os.write(2, f"[!] {reason}\n".encode())
-        os._exit(1)
-
-    timer = threading.Timer(seconds, expire)
-    timer.daemon = True
-    timer.start()
+    watchdog = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(seconds), f"[!] {reason}\n",
+                                 str(os.getpid())])
     try:
         yield
     finally:
-        timer.cancel()
+        watchdog.kill()
+        watchdog.wait()
 
 
 class Meeting:

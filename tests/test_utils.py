@@ -137,3 +137,17 @@ def test_a_meeting_is_judged_from_the_masters_entries_whatever_they_hold():
             assert verdict is None and " of the 2 machines (--nnodes) met at " in why
     finally:
         server.stop()
+
+
+def test_within_ends_a_wait_that_holds_the_gil_in_one_line():
+    """A worker whose TCP store waited for processes that never started held the GIL in
+    Paddle's C++: a timer thread could not fire and the process waited for ever. within's
+    watchdog is a process of its own. Here the wait is libc's sleep called with the GIL held."""
+    import subprocess
+    import sys
+
+    code = ("import ctypes, sys; sys.path.insert(0, sys.argv[1]); from utils import within\n"
+            "with within(1, 'the wait ended'):\n    ctypes.PyDLL(None).sleep(60)")
+    ended = subprocess.run([sys.executable, "-c", code, os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))], capture_output=True, text=True, timeout=30)
+    assert ended.returncode != 0 and ended.stderr == "[!] the wait ended\n"
