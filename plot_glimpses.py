@@ -267,8 +267,7 @@ def curves(log_path, out):
 
 def save_png(fig, out, dpi):
     """Save a figure of a few curves as the PNG `out` and close it. 16 colours, undithered,
-    take a quarter of full colour's bytes and look the same (curves, a grid, text): every
-    published row has its curves, within the clone's 30 MB."""
+    take a quarter of full colour's bytes and look the same (curves, a grid, text)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=dpi, format="png")
     plt.close(fig)
