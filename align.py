@@ -292,17 +292,22 @@ def compare_frameworks(batch_size=32, steps=3, seed=0, sizes=None, data_dir="dat
                 caught.setdefault(name, []).append(transform(out))
         return hook
 
-    hooks = [model.rnn.register_forward_post_hook(catch("h", "state")),
-             model.locator.fc_lt.register_forward_post_hook(catch("mu", transform=paddle.tanh)),
-             model.locator.register_forward_post_hook(catch("l", "log_pi")),
-             model.baseliner.register_forward_post_hook(catch("b"))]
+    layers_caught = [(model.rnn, catch("h", "state")),
+                     (model.locator.fc_lt, catch("mu", transform=paddle.tanh)),
+                     (model.locator, catch("l", "log_pi")), (model.baseliner, catch("b"))]
     optimizer = paddle.optimizer.Adam(config.init_lr, parameters=model.parameters())
     torch_optimizer = torch.optim.Adam(mirror.parameters(), lr=config.init_lr)
     for step in range(steps):
         l_0 = rng.uniform(-1, 1, size=(batch_size, 2)).astype(np.float32)
         noise = rng.standard_normal(size=(batch_size, T, 2)).astype(np.float32)
-        caught.clear()
         record = {}
+        if step == 0:  # glimpse by glimpse, as evaluation takes them: the values to compare
+            hooks = [layer.register_forward_post_hook(hook) for layer, hook in layers_caught]
+            with paddle.no_grad():
+                model(paddle.to_tensor(x), paddle.to_tensor(l_0), paddle.to_tensor(noise))
+            for hook in hooks:
+                hook.remove()
+        # Training's forward pass: the same values, its gradients by Glimpses' backward pass.
         outputs = model(paddle.to_tensor(x), paddle.to_tensor(l_0), paddle.to_tensor(noise))
         torch_outputs = mirror.episode(torch.from_numpy(x), torch.from_numpy(l_0),
                                        torch.from_numpy(noise), record)
@@ -335,8 +340,6 @@ def compare_frameworks(batch_size=32, steps=3, seed=0, sizes=None, data_dir="dat
                                GRADIENT_TOLERANCE)
         optimizer.step()
         torch_optimizer.step()
-    for hook in hooks:
-        hook.remove()
     for name, param in model.named_parameters():
         report.compare(f"after {steps} Adam steps {name}", param.numpy(),
                        swap_layout(mirror.get_parameter(name).detach().numpy()), GRADIENT_TOLERANCE)

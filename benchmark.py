@@ -172,6 +172,7 @@ def profile_step(trainer, batches, steps):
 
     for name in untimed:
         setattr(retina, name, timed(name))
+    trainer.model.train()  # as main.py trains (the batched path: model.Glimpses)
     try:
         for i in range(steps):
             x, y = batches[i % len(batches)]
@@ -205,7 +206,9 @@ def as_batches(images, labels, batch_size):
 
 
 def train_steps(trainer, batches, steps):
-    """steps Adam steps over batches in turn, waited for."""
+    """steps Adam steps over batches in turn, in training mode as main.py's epochs take
+    them (the batched path: model.Glimpses), waited for."""
+    trainer.model.train()
     for i in range(steps):
         trainer.train_step(*batches[i % len(batches)])
     float(trainer.model.rnn.i2h.weight.sum())  # wait for the device
@@ -286,6 +289,14 @@ def linear_calls(model, run):
     return calls
 
 
+def training_calls(model, x):
+    """linear_calls of a training step on images x, as autograd takes it: glimpse by glimpse
+    (RecurrentAttention.glimpse_by_glimpse; the step itself, Glimpses, makes the same
+    products, its weight gradients over all glimpses at once)."""
+    l_0 = paddle.uniform([x.shape[0], 2], min=-1.0, max=1.0)
+    return linear_calls(model, lambda: model.glimpse_by_glimpse(x, l_0))
+
+
 def products_times(calls, backward, repeats, steps=1):
     """Seconds of `steps` times the matrix products of `calls` alone (linear_calls'), back
     to back on preallocated tensors of the same shapes: each forward product and, with
@@ -312,7 +323,7 @@ def floor_task(trainer, batches, args):
     step's matrix products alone) and the share of the floor reached, medians."""
     config = trainer.config
     batch = config.batch_size
-    train_calls = linear_calls(trainer.model, lambda: trainer.train_step(*batches[0]))
+    train_calls = training_calls(trainer.model, batches[0][0])
     eval_calls = linear_calls(trainer.model, lambda: evaluate(trainer.model, batches[:1], config.M))
     train_now = time_runs(lambda: train_steps(trainer, batches, args.train_steps), args.repeats)
     eval_now = time_runs(lambda: evaluate(trainer.model, batches[:args.eval_batches], config.M),
@@ -588,6 +599,7 @@ def operator_profile(trainer, batches, steps):
 
     prof = profiler.Profiler(targets=[profiler.ProfilerTarget.CPU], scheduler=(1, steps + 1),
                              on_trace_ready=lambda prof: None)  # no trace file
+    trainer.model.train()  # as main.py trains (the batched path: model.Glimpses)
     prof.start()
     for i in range(steps + 1):
         trainer.train_step(*batches[i % len(batches)])

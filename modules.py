@@ -9,8 +9,20 @@ import math
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
+from paddle import _C_ops
 
 from retina import Retina
+
+# The gradients of RecurrentAttention's batched backward pass (model.Glimpses): through a
+# rectifier or tanh from its output y, as autograd's own kernels take them (one kernel each).
+relu_backward = _C_ops.relu_grad  # (y, dL/dy) -> dL/dx, y = relu(x)
+tanh_backward = _C_ops.tanh_grad  # (y, dL/dy) -> dL/dx, y = tanh(x)
+
+
+def linear_gradients(x, dy):
+    """dL/dW and dL/db of y = x @ W + b (Linear, W of shape (in, out)), from x (R, in) and
+    dL/dy (R, out): summed over the R rows, all of a batch's glimpses at once."""
+    return paddle.matmul(x, dy, transpose_x=True), dy.sum(axis=0)
 
 
 class Linear(nn.Linear):
@@ -43,6 +55,9 @@ class GlimpseNetwork(nn.Layer):
     optionally, table: the retina's summed_area_table(x), kept by the caller for all
     of the batch's glimpses.
     Output: g_t (N, glimpse_hidden + loc_hidden).
+
+    values and gradients are forward's values and its weights' gradients, for the
+    batched backward pass (model.Glimpses).
     """
 
     def __init__(self, config):
@@ -55,10 +70,26 @@ class GlimpseNetwork(nn.Layer):
         self.fc4 = Linear(c.loc_hidden, c.glimpse_hidden + c.loc_hidden)
 
     def forward(self, x, l, table=None):
+        return self.values(x, l, table)[-1]
+
+    def values(self, x, l, table=None):
+        """forward's values on the way: phi (N, k * C * g * g), relu(fc1(phi)) (N,
+        glimpse_hidden), relu(fc2(l)) (N, loc_hidden) and g_t."""
         phi = self.retina.foveate(x, l, table)
-        what = self.fc3(F.relu(self.fc1(phi)))
-        where = self.fc4(F.relu(self.fc2(l)))
-        return F.relu(what + where)
+        what = F.relu(self.fc1(phi))
+        where = F.relu(self.fc2(l))
+        return phi, what, where, F.relu(self.fc3(what) + self.fc4(where))
+
+    def gradients(self, values, l, d_g):
+        """dL/d of fc1, fc2, fc3 and fc4's weights and biases, in parameters()' order, from
+        `values` of R rows (any number of glimpses: all T of a batch at once), their
+        locations l (R, 2) and dL/dg_t (R, glimpse_hidden + loc_hidden)."""
+        phi, what, where, g = values
+        d_g = relu_backward(g, d_g)
+        d_what = relu_backward(what, paddle.matmul(d_g, self.fc3.weight, transpose_y=True))
+        d_where = relu_backward(where, paddle.matmul(d_g, self.fc4.weight, transpose_y=True))
+        return [*linear_gradients(phi, d_what), *linear_gradients(l, d_where),
+                *linear_gradients(what, d_g), *linear_gradients(where, d_g)]
 
 
 class CoreNetwork(nn.Layer):
@@ -81,6 +112,27 @@ class CoreNetwork(nn.Layer):
         recurrent = self.h2h.bias if h_prev is None else self.h2h(h_prev)
         h_t = F.relu(self.i2h(g_t) + recurrent)
         return h_t, h_t
+
+    def gradients(self, g, h, d_h_last):
+        """Back through time from dL/dh_T alone (only the classifier's gradient reaches
+        the core: the location and baseline networks see h_t detached), given every
+        glimpse's g_t (T * N, input_size) and h_t (T * N, hidden_size), row t * N + n
+        being glimpse t + 1 of episode n: dL/d of i2h and h2h's weights and biases, in
+        parameters()' order, and dL/dg_t (T * N, input_size). Glimpse by glimpse only
+        the recurrence; each weight's gradient is one product over every glimpse."""
+        N = d_h_last.shape[0]
+        T = h.shape[0] // N
+        d_pre = [None] * T  # dL/d(i2h(g_t) + h2h(h_{t-1}))
+        d_h = d_h_last
+        for t in reversed(range(T)):
+            d_pre[t] = relu_backward(h[t * N:(t + 1) * N], d_h)
+            if t:
+                d_h = paddle.matmul(d_pre[t], self.h2h.weight, transpose_y=True)
+        d_pre = paddle.concat(d_pre)
+        d_h2h_weight = paddle.matmul(h[:-N], d_pre[N:], transpose_x=True)  # h_0 = 0
+        d_i2h_weight, d_bias = linear_gradients(g, d_pre)  # both biases: the same sum
+        d_g = paddle.matmul(d_pre, self.i2h.weight, transpose_y=True)
+        return [d_i2h_weight, d_bias, d_h2h_weight, d_bias], d_g
 
 
 class LocationNetwork(nn.Layer):
@@ -112,13 +164,31 @@ class LocationNetwork(nn.Layer):
         self.fc_lt = Linear(hidden_size // 2, 2)
 
     def forward(self, h_t, noise=None):
-        mu = paddle.tanh(self.fc_lt(F.relu(self.fc(h_t.detach()))))
+        l_t, sample, (_, mu) = self.choose(h_t, noise)
+        return l_t, self.log_pi(sample, mu)
+
+    def choose(self, h_t, noise=None):
+        """l_t, the sample before its clamp and the mean's values: relu(fc(h_t)) (B,
+        hidden_size // 2) and mu (B, 2)."""
+        hidden = F.relu(self.fc(h_t.detach()))
+        mu = paddle.tanh(self.fc_lt(hidden))
         if noise is None:
             noise = paddle.randn(mu.shape, mu.dtype)
         sample = (mu + self.std * noise).detach()
+        return paddle.clip(sample, -1.0, 1.0), sample, (hidden, mu)
+
+    def log_pi(self, sample, mu):
+        """log N(sample; mu, std), summed over the two coordinates: (B,)."""
         z = (sample - mu) / self.std
-        log_pi = (-0.5 * z.square()).sum(axis=1) - self.log_normaliser
-        return paddle.clip(sample, -1.0, 1.0), log_pi
+        return (-0.5 * z.square()).sum(axis=1) - self.log_normaliser
+
+    def gradients(self, h, values, d_mu):
+        """dL/d of fc and fc_lt's weights and biases, in parameters()' order, from R rows of
+        h_t (R, hidden_size), choose's values and dL/dmu (R, 2): all T glimpses at once."""
+        hidden, mu = values
+        d_mu = tanh_backward(mu, d_mu)
+        d_hidden = relu_backward(hidden, paddle.matmul(d_mu, self.fc_lt.weight, transpose_y=True))
+        return [*linear_gradients(h, d_hidden), *linear_gradients(hidden, d_mu)]
 
 
 class ActionNetwork(nn.Layer):

@@ -44,6 +44,52 @@ def test_repeats_give_the_episodes_of_the_tiled_images(method):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("retina", [dict(patch_size=8), dict(patch_size=12, num_patches=3,
+                                                              glimpse_scale=2)])
+def test_training_takes_evaluations_glimpses_with_autograds_gradients(retina):
+    """Training's forward pass (batched: its backward pass written out, model.Glimpses)
+    gives exactly the outputs of the glimpse-by-glimpse one that evaluation runs, and
+    autograd's gradients of the whole loss through it, to float rounding."""
+    rng = np.random.default_rng(7)
+    x = paddle.to_tensor(rng.uniform(size=(12, 1, 60, 60)).astype(np.float32))
+    l_0 = paddle.to_tensor(random_locations(rng, 12))
+    noise = paddle.to_tensor(rng.normal(size=(12, 4, 2)).astype(np.float32))
+    labels = paddle.to_tensor(rng.integers(0, 10, 12))
+    paddle.seed(0)
+    model = RecurrentAttention(ModelConfig(**retina, glimpse_hidden=16, loc_hidden=12, std=0.1,
+                                           hidden_size=32, num_glimpses=4))
+    results = []
+    for forward in (model.glimpse_by_glimpse, model.batched):
+        outputs = forward(x, l_0, noise)
+        model.clear_gradients()
+        ram_loss(*outputs[:3], labels).total.backward()
+        results.append(([t.numpy() for t in outputs],
+                        [p.grad.numpy() for p in model.parameters()]))
+    (outputs, grads), (batched_outputs, batched_grads) = results
+    for got, want in zip(batched_outputs, outputs):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(batched_grads, grads):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("options,training,batched", [
+    ({}, True, True), ({}, False, False), (dict(core="lstm"), True, False),
+    (dict(random_glimpses=True), True, False)])
+def test_only_training_of_the_rectifier_core_takes_the_batched_path(options, training, batched):
+    """Training (grad on, train mode) with the paper's core takes Glimpses; evaluation, an
+    LSTM core and random glimpses take their glimpses one by one (RecurrentAttention.step)."""
+    model = RecurrentAttention(ModelConfig(patch_size=4, glimpse_hidden=8, loc_hidden=8,
+                                           hidden_size=16, num_glimpses=2, **options))
+    taken = []
+    for path in ("batched", "glimpse_by_glimpse"):
+        method = getattr(model, path)
+        setattr(model, path, lambda *args, path=path, method=method: taken.append(path) or method(*args))
+    model.train(training)
+    with paddle.set_grad_enabled(training):
+        model(paddle.randn([3, 1, 12, 12]))
+    assert taken == ["batched" if batched else "glimpse_by_glimpse"]
+
+
 def test_each_width_reaches_its_layer():
     """glimpse_hidden and loc_hidden given by name, unequal: a swap would show."""
     from config import get_config

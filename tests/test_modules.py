@@ -55,6 +55,46 @@ def test_networks_compute_their_formulas():
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+def test_each_networks_written_out_gradients_are_autograds():
+    """gradients() of the glimpse, core and location networks, over R rows (the batched
+    backward pass, model.Glimpses) against paddle.grad of the same loss; the core's back
+    through T = 3 glimpses from dL/dh_T alone."""
+    paddle.seed(6)
+    T, N = 3, 5
+    x, l = paddle.randn([T * N, 2, 12, 12]), paddle.uniform([T * N, 2], min=-1, max=1)
+    glimpse = GlimpseNetwork(ModelConfig(patch_size=4, num_patches=2, glimpse_scale=2, channels=2,
+                                         glimpse_hidden=24, loc_hidden=20))
+    d_g = paddle.randn([T * N, 44])
+    values = glimpse.values(x, l)
+    want = paddle.grad((values[-1] * d_g).sum(), glimpse.parameters())
+    check_gradients(glimpse.gradients(values, l, d_g), want)
+
+    core = CoreNetwork(44, 32)
+    g = paddle.randn([T * N, 44])
+    g.stop_gradient = False
+    h_t, h = None, []
+    for t in range(T):
+        h_t, _ = core(g[t * N:(t + 1) * N], h_t)
+        h.append(h_t)
+    d_h_last = paddle.randn([N, 32])
+    want = paddle.grad((h_t * d_h_last).sum(), core.parameters() + [g])
+    weights, d_g = core.gradients(g, paddle.concat(h), d_h_last)
+    check_gradients(weights + [d_g], want)
+
+    locator = LocationNetwork(32, 0.1)
+    h = paddle.randn([T * N, 32])
+    _, _, (hidden, mu) = locator.choose(h)
+    d_mu = paddle.randn([T * N, 2])
+    want = paddle.grad((mu * d_mu).sum(), locator.parameters())
+    check_gradients(locator.gradients(h, (hidden, mu), d_mu), want)
+
+
+def check_gradients(got, want):
+    assert len(got) == len(want)
+    for got_one, want_one in zip(got, want):
+        np.testing.assert_allclose(got_one.numpy(), want_one.numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_module_shapes():
     B = 5
     x = paddle.randn([B, 3, 20, 20])
