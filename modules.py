@@ -76,9 +76,11 @@ class GlimpseNetwork(nn.Layer):
         """forward's values on the way: phi (N, k * C * g * g), relu(fc1(phi)) (N,
         glimpse_hidden), relu(fc2(l)) (N, loc_hidden) and g_t."""
         phi = self.retina.foveate(x, l, table)
-        what = F.relu(self.fc1(phi))
-        where = F.relu(self.fc2(l))
-        return phi, what, where, F.relu(self.fc3(what) + self.fc4(where))
+        # Rectifiers and sums in place, in the products' fresh outputs: the same values
+        # without a new tensor each (evaluation 1.04x to 1.06x: benchmarks/in_place.py).
+        what = F.relu_(self.fc1(phi))
+        where = F.relu_(self.fc2(l))
+        return phi, what, where, F.relu_(self.fc3(what).add_(self.fc4(where)))
 
     def gradients(self, values, l, d_g):
         """dL/d of fc1, fc2, fc3 and fc4's weights and biases, in parameters()' order, from
@@ -110,7 +112,7 @@ class CoreNetwork(nn.Layer):
 
     def forward(self, g_t, h_prev=None):
         recurrent = self.h2h.bias if h_prev is None else self.h2h(h_prev)
-        h_t = F.relu(self.i2h(g_t) + recurrent)
+        h_t = F.relu_(self.i2h(g_t).add_(recurrent))
         return h_t, h_t
 
     def gradients(self, g, h, d_h_last):
@@ -170,7 +172,7 @@ class LocationNetwork(nn.Layer):
     def choose(self, h_t, noise=None):
         """l_t, the sample before its clamp and the mean's values: relu(fc(h_t)) (B,
         hidden_size // 2) and mu (B, 2)."""
-        hidden = F.relu(self.fc(h_t.detach()))
+        hidden = F.relu_(self.fc(h_t.detach()))
         mu = paddle.tanh(self.fc_lt(hidden))
         if noise is None:
             noise = paddle.randn(mu.shape, mu.dtype)
