@@ -224,8 +224,8 @@ class Glimpses(PyLayer):
     """The T glimpses of a training batch, whose backward pass is written out: one product
     per weight over all T * N rows of the batch's glimpses, where autograd makes T, and
     glimpse by glimpse only the core's recurrence, and without autograd's bookkeeping of
-    every operation: a training step 1.1x faster at batch 128, 1.4x at batch 20
-    (benchmarks/batched_backward.py, docs/performance.md).
+    every operation: a training step 1.13x to 1.16x faster at batch 128, 1.33x to 1.40x at
+    batch 20 (benchmarks/batched_backward.py, docs/performance.md).
 
     forward takes the glimpses as RecurrentAttention.step does (the same operations, the
     same values and draws), keeping each network's values for backward.
