@@ -68,8 +68,14 @@ def objective(args):
         import optuna
 
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+        trials = trial.study.get_trials(deepcopy=False)
+        frozen = next(t for t in trials if t.number == trial.number)
         first = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+        if trial.number in duplicate_retries(trials):
+            failure = f"a second retry of trial {first}, not run: two workers took it up at once"
+            print(f"[!] trial {trial.number}: {failure}", file=sys.stderr)
+            trial.set_user_attr("failure", failure)
+            return float("nan")
         number = trial.number if first is None else first  # a retried trial resumes the run
         params = {name: trial.suggest_float(name, low, high, log=log)
                   for name, low, high, log in args.sample}
@@ -98,15 +104,31 @@ def objective(args):
     return run
 
 
+def duplicate_retries(trials):
+    """The numbers of the retries that repeat an earlier one. Two workers that start at once
+    can both fail the same stale trial and each queue a retry: Optuna keeps that from
+    happening by locking the trial's row, which SQLite ignores. Only the first retry runs
+    and counts."""
+    seen, duplicates = set(), set()
+    for trial in sorted(trials, key=lambda trial: trial.number):
+        history = tuple(trial.system_attrs.get("retry_history", ()))
+        if history in seen:
+            duplicates.add(trial.number)
+        elif history:
+            seen.add(history)
+    return duplicates
+
+
 def trials_wanted(study, budget):
     """Whether the study wants a trial more: fewer than `budget` count (all but those failed
-    by a killed worker and taken up again by a retry, which counts in their place), or a
-    retry waits to be run."""
+    by a killed worker and taken up again by a retry, which counts in their place, and the
+    duplicate retries), or a retry waits to be run."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
-    retried = {trial.system_attrs.get("failed_trial") for trial in trials}
-    counted = [trial for trial in trials if trial.number not in retried]
+    not_counted = ({trial.system_attrs.get("failed_trial") for trial in trials}
+                   | duplicate_retries(trials))
+    counted = [trial for trial in trials if trial.number not in not_counted]
     return len(counted) < budget or any(trial.state == TrialState.WAITING for trial in counted)
 
 

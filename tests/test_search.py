@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from search import smallest_valid_error
+from search import duplicate_retries, smallest_valid_error, trials_wanted
 from tests.helpers import MNIST_DIR, ROOT
 
 TINY = ["--num_glimpses", "2", "--patch_size", "4", "--hidden_size", "32", "--glimpse_hidden", "16",
@@ -132,3 +132,25 @@ def test_a_killed_worker_of_the_budgets_last_trial_is_taken_up_again(tmp_path):
     with open(log) as f:
         assert "# resumed after epoch" in f.read()
     assert again.stdout.count("| complete |") == 1, again.stdout
+
+
+def test_a_retry_queued_twice_runs_and_counts_once():
+    """Two workers that fail the same stale trial at once each queue a retry (SQLite ignores
+    the row lock by which Optuna prevents it): the second is a duplicate, neither run (the
+    worker that draws it fails it in one line) nor counted against --trials."""
+    import optuna
+    from optuna.trial import TrialState
+
+    study = optuna.create_study()
+    std = {"std": optuna.distributions.FloatDistribution(0.05, 0.3)}
+    study.add_trial(optuna.create_trial(state=TrialState.FAIL, params={"std": 0.1},
+                                        distributions=std))
+    for _ in range(2):  # both workers' retries of trial 0
+        study.add_trial(optuna.create_trial(state=TrialState.WAITING, params={"std": 0.1},
+                                            distributions=std,
+                                            system_attrs={"failed_trial": 0, "retry_history": [0]}))
+    assert duplicate_retries(study.trials) == {2}
+    first_retry = study.trials[1]._trial_id
+    study._storage.set_trial_state_values(first_retry, TrialState.RUNNING)
+    study._storage.set_trial_state_values(first_retry, TrialState.COMPLETE, values=[5.0])
+    assert not trials_wanted(study, 1)  # the budget's one trial is done; the duplicate waits in vain
