@@ -48,10 +48,10 @@ ENVIRONMENT_BEFORE_PADDLE = dict(os.environ)
 import numpy as np
 import paddle
 
-from catch import FRAMES, TrainingGames
+from catch import FRAMES, FixedGames, TrainingGames
 from config import get_config
 from data_loader import DataError, load_mnist, make_canvases, read_digits
-from model import ModelConfig, build_model, evaluate, ram_loss
+from model import ModelConfig, build_model, evaluate, evaluate_games, ram_loss
 from retina import Retina
 from trainer import Trainer, check_finite
 
@@ -272,15 +272,25 @@ def catch_speed(args):
 
 
 def linear_calls(model, run):
-    """What run() asks of model's nn.Linear layers: for each call, the input's shape, the
-    weight's shape and whether a gradient flows back to the input (dx)."""
+    """What run() asks of model's matrix products: for each call of an nn.Linear layer, and
+    the two products of each call of an LSTM cell (the input's and the state's, the initial
+    zeros' too), the input's shape, the weight's shape (in, out) and whether a gradient flows
+    back to the input (dx)."""
     calls = []
 
     def record(layer, inputs, output):
         calls.append((inputs[0].shape, layer.weight.shape, not inputs[0].stop_gradient))
 
+    def record_cell(cell, inputs, output):
+        x, state = inputs[0], inputs[1] if len(inputs) > 1 else None
+        calls.append((x.shape, cell.weight_ih.shape[::-1], not x.stop_gradient))
+        state_grad = state is not None and not state[0].stop_gradient
+        calls.append(([x.shape[0], cell.hidden_size], cell.weight_hh.shape[::-1], state_grad))
+
     hooks = [layer.register_forward_post_hook(record) for layer in model.sublayers()
              if isinstance(layer, paddle.nn.Linear)]
+    hooks += [cell.register_forward_post_hook(record_cell) for cell in model.sublayers()
+              if isinstance(cell, paddle.nn.LSTMCell)]
     try:
         run()
     finally:
@@ -340,9 +350,13 @@ def floor_task(trainer, batches, args):
     return figures
 
 
+GAME = "game"  # floor_table's key of the game's row
+
+
 def floor_table(args, images, labels, digits):
     """floor_task of 28x28 (main.py's defaults) and the two cluttered canvas tasks, at each
-    batch of --floor_batches: {batch: {task: figures}}."""
+    batch of --floor_batches, and the game's (game_floor_task): {batch or GAME: {task:
+    figures}}."""
     table = {}
     batches_needed = max(args.train_steps, args.eval_batches)
     for batch in args.floor_batches:
@@ -357,16 +371,50 @@ def floor_table(args, images, labels, digits):
                                                  batch)
             table[batch][f"{name}, 8 glimpses, {scales} scales"] = floor_task(trainer, task_batches,
                                                                               args)
+    table[GAME] = {f"Catch, {FRAMES} frames a game, LSTM core": game_floor_task(args)}
     return table
 
 
+def game_floor_task(args):
+    """floor_task of the game (configs/catch.toml's model, an LSTM core) in frames a second:
+    training on 64 games a step, each played once, and evaluation: 64 games played greedily."""
+    config = get_config(["--config", os.path.join(HERE, "configs", "catch.toml"), "--batch_size",
+                         "64", "--train_paths", "1"])
+    with paddle.utils.unique_name.guard():
+        trainer = Trainer(config)
+    model, frames = trainer.model, 64 * FRAMES
+    games = iter(TrainingGames(64, 10**12, 1))
+    model.train()
+    train_calls = linear_calls(model, lambda: trainer.train_step(*next(games)))
+    eval_calls = linear_calls(model, lambda: evaluate_games(model, FixedGames(64, 64, 0, 1)))
+
+    def train():
+        model.train()
+        for _ in range(args.train_steps):
+            trainer.train_step(*next(games))
+
+    train_now = time_runs(train, args.repeats)
+    eval_now = time_runs(lambda: evaluate_games(model, FixedGames(64 * args.eval_batches, 64, 0, 1)),
+                         args.repeats)
+    train_floor = products_times(train_calls, True, args.repeats, args.train_steps)
+    eval_floor = products_times(eval_calls, False, args.repeats, args.eval_batches)
+    figures = {"train now": args.train_steps * frames / statistics.median(train_now),
+               "train floor": args.train_steps * frames / statistics.median(train_floor),
+               "eval now": args.eval_batches * frames / statistics.median(eval_now),
+               "eval floor": args.eval_batches * frames / statistics.median(eval_floor)}
+    figures["train share"] = figures["train now"] / figures["train floor"]
+    figures["eval share"] = figures["eval now"] / figures["eval floor"]
+    return figures
+
+
 def print_floor(table, threads):
-    print(f"paddle {paddle.__version__}, {threads} thread(s); images a second, medians; the floor "
-          f"is the same step's matrix products alone, timed in this run\n")
+    print(f"paddle {paddle.__version__}, {threads} thread(s); medians; the floor is the same "
+          f"step's matrix products alone, timed in this run\n")
     for batch, tasks in table.items():
-        print(f"batch {batch}:\n")
-        print("| task | training: floor | training: now | share | evaluation M=10: floor | "
-              "evaluation: now | share |")
+        print("the game, 64 games a step, each played once; frames a second:\n" if batch == GAME
+              else f"batch {batch}, images a second:\n")
+        print(f"| task | training: floor | training: now | share | evaluation"
+              f"{' (greedy play)' if batch == GAME else ' M=10'}: floor | evaluation: now | share |")
         print("| --- | --- | --- | --- | --- | --- | --- |")
         for name, f in tasks.items():
             print(f"| {name} | {f['train floor']:,.0f} | {f['train now']:,.0f} | "

@@ -100,9 +100,10 @@ def test_the_games_training_frames_a_second_at_64_games_and_the_recipes_batch():
 
 def test_the_floor_table_has_each_task_at_each_batch_and_shares_of_its_own_figures():
     result = run_benchmark("--floor", "--floor_batches", "32", "8")
-    assert list(result) == ["32", "8"]
-    for tasks in result.values():
-        assert [name.split(",")[0] for name in tasks] == ["28x28", "60x60", "100x100"]
+    assert list(result) == ["32", "8", "game"]
+    for batch, tasks in result.items():
+        assert [name.split(",")[0] for name in tasks] == (
+            ["Catch"] if batch == "game" else ["28x28", "60x60", "100x100"])
         for f in tasks.values():
             for what in ("train", "eval"):
                 assert f[f"{what} now"] > 0 and f[f"{what} floor"] > 0
@@ -126,3 +127,16 @@ def test_the_floor_counts_each_product_of_a_step_forward_and_backward():
                       ((256, 128), False): 6, ((128, 2), True): 6,  # the locator
                       ((256, 1), False): 6, ((256, 10), True): 1}  # baseline, classifier
     assert all(x[0] == 4 for x, _, _ in calls)
+
+
+def test_the_floor_counts_both_products_of_each_lstm_step():
+    """The game's core, nn.LSTMCell: each call makes the input's product and the state's (of
+    zeros at the first glimpse, which no gradient reaches), weights (16, 4 x 16) here."""
+    from model import ModelConfig, RecurrentAttention
+
+    model = RecurrentAttention(ModelConfig(core="lstm", patch_size=4, glimpse_hidden=8,
+                                           loc_hidden=8, hidden_size=16, num_glimpses=3))
+    calls = benchmark.linear_calls(model, lambda: model(paddle.randn([5, 1, 12, 12])))
+    cell = Counter(dx for x, w, dx in calls if tuple(w) == (16, 64))
+    assert cell == {True: 3 + 2, False: 1}  # inputs g_t; states h_1, h_2 (h_0: zeros)
+    assert all(x[0] == 5 for x, _, _ in calls)
