@@ -331,22 +331,27 @@ def products_times(calls, backward, repeats, steps=1):
 def floor_task(trainer, batches, args):
     """Training and evaluation (M=10) images/s of one task now, beside its floor (the same
     step's matrix products alone) and the share of the floor reached, medians."""
-    config = trainer.config
-    batch = config.batch_size
-    train_calls = training_calls(trainer.model, batches[0][0])
-    eval_calls = linear_calls(trainer.model, lambda: evaluate(trainer.model, batches[:1], config.M))
-    train_now = time_runs(lambda: train_steps(trainer, batches, args.train_steps), args.repeats)
-    eval_now = time_runs(lambda: evaluate(trainer.model, batches[:args.eval_batches], config.M),
-                         args.repeats)
-    train_floor = products_times(train_calls, True, args.repeats, args.train_steps)
-    eval_floor = products_times(eval_calls, False, args.repeats, args.eval_batches)
-    figures = {
-        "train now": args.train_steps * batch / statistics.median(train_now),
-        "train floor": args.train_steps * batch / statistics.median(train_floor),
-        "eval now": args.eval_batches * batch / statistics.median(eval_now),
-        "eval floor": args.eval_batches * batch / statistics.median(eval_floor)}
-    figures["train share"] = figures["train now"] / figures["train floor"]
-    figures["eval share"] = figures["eval now"] / figures["eval floor"]
+    model, config = trainer.model, trainer.config
+    return floor_figures(args, config.batch_size,
+                         lambda: train_steps(trainer, batches, args.train_steps),
+                         lambda: evaluate(model, batches[:args.eval_batches], config.M),
+                         training_calls(model, batches[0][0]),
+                         linear_calls(model, lambda: evaluate(model, batches[:1], config.M)))
+
+
+def floor_figures(args, per_step, train, evaluation, train_calls, eval_calls):
+    """The rates of train() (--train_steps steps) and evaluation() (--eval_batches batches),
+    each step or batch `per_step` images or frames, now and at their floors (the products
+    of train_calls and eval_calls alone, as many in a row), and the shares: medians."""
+    now = {"train": time_runs(train, args.repeats), "eval": time_runs(evaluation, args.repeats)}
+    floor = {"train": products_times(train_calls, True, args.repeats, args.train_steps),
+             "eval": products_times(eval_calls, False, args.repeats, args.eval_batches)}
+    count = {"train": args.train_steps * per_step, "eval": args.eval_batches * per_step}
+    figures = {}
+    for what in ("train", "eval"):
+        figures[f"{what} now"] = count[what] / statistics.median(now[what])
+        figures[f"{what} floor"] = count[what] / statistics.median(floor[what])
+        figures[f"{what} share"] = figures[f"{what} now"] / figures[f"{what} floor"]
     return figures
 
 
@@ -382,29 +387,20 @@ def game_floor_task(args):
                          "64", "--train_paths", "1"])
     with paddle.utils.unique_name.guard():
         trainer = Trainer(config)
-    model, frames = trainer.model, 64 * FRAMES
+    model = trainer.model
     games = iter(TrainingGames(64, 10**12, 1))
-    model.train()
-    train_calls = linear_calls(model, lambda: trainer.train_step(*next(games)))
-    eval_calls = linear_calls(model, lambda: evaluate_games(model, FixedGames(64, 64, 0, 1)))
 
     def train():
         model.train()
         for _ in range(args.train_steps):
             trainer.train_step(*next(games))
 
-    train_now = time_runs(train, args.repeats)
-    eval_now = time_runs(lambda: evaluate_games(model, FixedGames(64 * args.eval_batches, 64, 0, 1)),
-                         args.repeats)
-    train_floor = products_times(train_calls, True, args.repeats, args.train_steps)
-    eval_floor = products_times(eval_calls, False, args.repeats, args.eval_batches)
-    figures = {"train now": args.train_steps * frames / statistics.median(train_now),
-               "train floor": args.train_steps * frames / statistics.median(train_floor),
-               "eval now": args.eval_batches * frames / statistics.median(eval_now),
-               "eval floor": args.eval_batches * frames / statistics.median(eval_floor)}
-    figures["train share"] = figures["train now"] / figures["train floor"]
-    figures["eval share"] = figures["eval now"] / figures["eval floor"]
-    return figures
+    model.train()
+    train_calls = linear_calls(model, lambda: trainer.train_step(*next(games)))
+    return floor_figures(
+        args, 64 * FRAMES, train,
+        lambda: evaluate_games(model, FixedGames(64 * args.eval_batches, 64, 0, 1)), train_calls,
+        linear_calls(model, lambda: evaluate_games(model, FixedGames(64, 64, 0, 1))))
 
 
 def print_floor(table, threads):
