@@ -90,8 +90,9 @@ class GlimpseNetwork(nn.Layer):
         d_g = relu_backward(g, d_g)
         d_what = relu_backward(what, paddle.matmul(d_g, self.fc3.weight, transpose_y=True))
         d_where = relu_backward(where, paddle.matmul(d_g, self.fc4.weight, transpose_y=True))
-        return [*linear_gradients(phi, d_what), *linear_gradients(l, d_where),
-                *linear_gradients(what, d_g), *linear_gradients(where, d_g)]
+        d_fc3_weight, d_bias = linear_gradients(what, d_g)  # fc3's and fc4's bias: one sum
+        return [*linear_gradients(phi, d_what), *linear_gradients(l, d_where), d_fc3_weight,
+                d_bias, paddle.matmul(where, d_g, transpose_x=True), d_bias.clone()]
 
 
 class CoreNetwork(nn.Layer):
@@ -134,7 +135,8 @@ class CoreNetwork(nn.Layer):
         d_h2h_weight = paddle.matmul(h[:-N], d_pre[N:], transpose_x=True)  # h_0 = 0
         d_i2h_weight, d_bias = linear_gradients(g, d_pre)  # both biases: the same sum
         d_g = paddle.matmul(d_pre, self.i2h.weight, transpose_y=True)
-        return [d_i2h_weight, d_bias, d_h2h_weight, d_bias], d_g
+        # A copy for the second bias: two parameters' .grad never share one tensor.
+        return [d_i2h_weight, d_bias, d_h2h_weight, d_bias.clone()], d_g
 
 
 class LocationNetwork(nn.Layer):

@@ -72,6 +72,17 @@ def test_training_takes_evaluations_glimpses_with_autograds_gradients(retina):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
+def test_no_two_parameters_share_one_gradient_tensor():
+    """Glimpses' backward pass gives the two biases summed alike (fc3 and fc4, i2h and h2h)
+    a tensor each: a gradient accumulated or reduced in place never reaches two weights."""
+    model = RecurrentAttention(ModelConfig(patch_size=4, glimpse_hidden=8, loc_hidden=8,
+                                           hidden_size=16, num_glimpses=3))
+    outputs = model(paddle.randn([5, 1, 12, 12]))
+    ram_loss(*outputs[:3], paddle.to_tensor([0, 1, 2, 3, 4])).total.backward()
+    pointers = [p.grad.data_ptr() for p in model.parameters()]
+    assert len(set(pointers)) == len(pointers)
+
+
 @pytest.mark.parametrize("options,training,batched", [
     ({}, True, True), ({}, False, False), (dict(core="lstm"), True, False),
     (dict(random_glimpses=True), True, False)])
