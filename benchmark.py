@@ -67,11 +67,14 @@ def spread(values):
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
+SETTLE_SECONDS = 0.3  # --settle
+
+
 def settle():
     """Let the other process's worker threads go idle: OpenMP threads keep
     spinning for a while after their last task, and would take cores from
     whichever framework is timed next."""
-    time.sleep(0.3)
+    time.sleep(SETTLE_SECONDS)
 
 
 def time_runs(run, repeats, warmup=1, clock=time.perf_counter):
@@ -467,6 +470,7 @@ def inference_speed(args, threads):
 
 
 def main(argv=None):
+    global SETTLE_SECONDS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--compare-torch", action="store_true",
                         help="also time the PyTorch reference (needs torch), alternating runs")
@@ -493,7 +497,11 @@ def main(argv=None):
     parser.add_argument("--num_threads", type=int, default=0,
                         help="Paddle's CPU threads, as main.py's option (0: every usable core)")
     parser.add_argument("--data_dir", default="data/MNIST")
+    parser.add_argument("--settle", type=float, default=SETTLE_SECONDS,
+                        help="seconds to wait before each timed run, for the threads of what ran "
+                             "before to go idle (the tests, which time nothing, give 0)")
     args = parser.parse_args(argv)
+    SETTLE_SECONDS = args.settle
 
     config = get_config([])
     paddle.set_device("gpu" if config.use_gpu else "cpu")

@@ -15,7 +15,7 @@ from tests.helpers import ROOT
 from trainer import Trainer
 
 TINY = ["--json", "--repeats", "2", "--train_steps", "1", "--eval_batches", "1",
-        "--retina_calls", "1"]
+        "--retina_calls", "1", "--settle", "0"]
 
 
 def shell_environment():
