@@ -60,22 +60,25 @@ def pooled_patches(table, rows, cols, edges, areas, phi):
     k, g = edges.shape[0], edges.shape[1] - 1
     columns = np.empty(g + 1, np.int64)
     strips = np.empty(g + 1, table.dtype)  # S[r1, c] - S[r0, c] at each column edge c
-    for n in range(len(rows)):
-        b = n % B
-        for s in range(k):
-            for j in range(g + 1):
-                columns[j] = min(max(cols[n] + edges[s, j], 0), W)
-            for c in range(C):
-                plane = table[b, c]
-                for i in range(g):
-                    r0 = min(max(rows[n] + edges[s, i], 0), H)
-                    r1 = min(max(rows[n] + edges[s, i + 1], 0), H)
-                    for j in range(g + 1):
-                        strips[j] = plane[r1, columns[j]] - plane[r0, columns[j]]
-                    # S[r1, c1] - S[r0, c1] - S[r1, c0] + S[r0, c0]: rows, then columns
-                    for j in range(g):
-                        phi[n, ((s * C + c) * g + i) * g + j] = (np.float32(strips[j + 1] - strips[j])
-                                                                 / areas[s])
+    # Image by image, all of an image's locations (its M paths) while its table is in the
+    # cache: an M=10 evaluation's retina 1.2x (60x60) to 1.3x (100x100) faster than location by
+    # location (benchmarks/retina_parts.py).
+    for b in range(B):
+        for n in range(b, len(rows), B):
+            for s in range(k):
+                for j in range(g + 1):
+                    columns[j] = min(max(cols[n] + edges[s, j], 0), W)
+                for c in range(C):
+                    plane = table[b, c]
+                    for i in range(g):
+                        r0 = min(max(rows[n] + edges[s, i], 0), H)
+                        r1 = min(max(rows[n] + edges[s, i + 1], 0), H)
+                        for j in range(g + 1):
+                            strips[j] = plane[r1, columns[j]] - plane[r0, columns[j]]
+                        # S[r1, c1] - S[r0, c1] - S[r1, c0] + S[r0, c0]: rows, then columns
+                        for j in range(g):
+                            phi[n, ((s * C + c) * g + i) * g + j] = (
+                                np.float32(strips[j + 1] - strips[j]) / areas[s])
 
 
 @numba.njit(cache=True)
