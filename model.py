@@ -221,11 +221,11 @@ class RecurrentAttention(nn.Layer):
 
 
 class Glimpses(PyLayer):
-    """The T glimpses of a training batch, whose backward pass is written out: one product
-    per weight over all T * N rows of the batch's glimpses, where autograd makes T, and
-    glimpse by glimpse only the core's recurrence, and without autograd's bookkeeping of
-    every operation: a training step 1.13x to 1.16x faster at batch 128, 1.33x to 1.40x at
-    batch 20 (benchmarks/batched_backward.py, docs/performance.md).
+    """The T glimpses of a training batch, with their backward pass written out: each
+    weight's gradient one product over all T * N rows (autograd makes T), only the core's
+    recurrence walked back glimpse by glimpse, and no autograd node per operation. A
+    training step 1.13x to 1.16x faster at batch 128, 1.33x to 1.40x at batch 20
+    (benchmarks/batched_backward.py, docs/performance.md).
 
     forward takes the glimpses as RecurrentAttention.step does (the same operations, the
     same values and draws), keeping each network's values for backward.
