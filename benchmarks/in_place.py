@@ -20,7 +20,7 @@ import paddle
 import paddle.nn.functional as F
 
 import modules
-from benchmark import as_batches, canvas_setup, take_turns
+from benchmark import as_batches, canvas_setup, take_turns, train_steps
 from config import get_config
 from data_loader import load_mnist, read_digits
 from model import evaluate
@@ -79,10 +79,8 @@ def main():
             return 1000 * (time.perf_counter() - start) / 2
 
         def training():
-            trainer.model.train()
             start = time.perf_counter()
-            for i in range(10):
-                trainer.train_step(*batches[i % len(batches)])
+            train_steps(trainer, batches, 10)
             return 1000 * (time.perf_counter() - start) / 10
 
         for what, measure in (("evaluation M=10, a batch", evaluation),
