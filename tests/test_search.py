@@ -41,7 +41,8 @@ def test_two_workers_share_a_study_and_a_killed_one_is_taken_up_without_repeatin
     again = [subprocess.Popen(worker[:-len(TINY) - 1] + ["--seed", str(seed), "--", *TINY],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for seed in (1, 2)]
-    assert [process.wait(timeout=600) for process in again] == [0, 0]
+    codes = [process.wait(timeout=600) for process in again]
+    assert codes == [0, 0], [process.stderr.read()[-1500:] for process in again]
 
     table = subprocess.run(search(tmp_path, "--report"), capture_output=True, text=True,
                            timeout=120).stdout
